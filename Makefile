@@ -1,0 +1,46 @@
+# The front door. `make help` lists the targets.
+SHELL := /bin/bash
+KC_VERSION ?= 26.7.3
+export KC_VERSION
+PY ?= python3
+JAR_VERSION := 0.1.0
+SO := target/release/libfresh_token_core.so
+
+.PHONY: help deps package run stop test test-rust test-java test-e2e clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: ## install what the tests need (Python packages; Debian packages where missing)
+	@bash tests/install-deps.sh
+
+$(SO): Cargo.toml rust-core/Cargo.toml $(shell find rust-core/src -name '*.rs' 2>/dev/null)
+	cargo build --release -p fresh-token-core
+
+java-spi/target/keycloak-fresh-token-$(JAR_VERSION).jar: java-spi/pom.xml $(shell find java-spi/src/main -type f 2>/dev/null)
+	cd java-spi && mvn -q -B package -DskipTests
+
+package: $(SO) java-spi/target/keycloak-fresh-token-$(JAR_VERSION).jar ## build; leaves exactly the provider JAR and the .so in target/dist/
+	@rm -rf target/dist && mkdir -p target/dist
+	cp java-spi/target/keycloak-fresh-token-$(JAR_VERSION).jar $(SO) target/dist/
+	@ls -l target/dist
+
+run: deps package ## Keycloak + extension + demo realm + mock Entra ID on localhost (Ctrl-C stops all)
+	@bash tests/run-demo.sh
+
+test: deps package test-rust test-java test-e2e ## every test: cargo, Maven (JNI boundary), end to end through a real Keycloak
+	@echo "make test: all stages passed"
+
+test-rust: ## cargo tests of the core
+	cargo test -p fresh-token-core
+
+test-java: $(SO) ## Maven tests (the JNI boundary under -Xcheck:jni)
+	cd java-spi && mvn -q -B test
+
+test-e2e: package ## end-to-end suite: real Keycloak, mock Entra ID
+	cd tests && $(PY) -m pytest -v e2e mock_entra
+
+clean: ## remove build output and the unpacked Keycloak
+	cargo clean
+	cd java-spi && mvn -q -B clean
+	rm -rf target/dist keycloak-dist/keycloak-* keycloak-dist/run

@@ -1,0 +1,104 @@
+package dev.freshtoken.keycloak;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import org.keycloak.Config;
+import org.keycloak.broker.provider.AbstractIdentityProviderFactory;
+import org.keycloak.models.KeycloakSessionFactory;
+import org.keycloak.provider.ProviderConfigProperty;
+import org.keycloak.provider.ProviderConfigurationBuilder;
+import org.keycloak.provider.ServerInfoAwareProviderFactory;
+
+import dev.freshtoken.keycloak.nativecore.NativeLibrary;
+
+/** What both of our IdP types share: settings, native-library loading, operational info. */
+abstract class AbstractFreshTokenFactory extends AbstractIdentityProviderFactory<FreshTokenIdentityProvider>
+        implements ServerInfoAwareProviderFactory {
+
+    /** SPI option {@code --spi-identity-provider--<id>--library-path}. */
+    static final String LIBRARY_PATH_OPTION = "library-path";
+
+    @Override
+    public void init(Config.Scope config) {
+        String path = config.get(LIBRARY_PATH_OPTION);
+        if (path != null && !path.isBlank()) {
+            NativeLibrary.configurePath(path);
+        }
+    }
+
+    /** Loads the native core at start-up (never at build time) so that problems show in the log at once. */
+    @Override
+    public void postInit(KeycloakSessionFactory factory) {
+        NativeLibrary.ensureLoaded();
+    }
+
+    @Override
+    public Map<String, String> getOperationalInfo() {
+        return NativeLibrary.status().asInfo();
+    }
+
+    @Override
+    public List<ProviderConfigProperty> getConfigMetadata() {
+        return ProviderConfigurationBuilder.create()
+                .property().name(LIBRARY_PATH_OPTION).type("string")
+                .helpText("Absolute path of libfresh_token_core.so (or its directory). Default: next to the provider JAR in providers/.")
+                .add().build();
+    }
+
+    /** Settings shown on the create page (the details page adds Keycloak's full OIDC settings). */
+    protected static List<ProviderConfigProperty> commonProperties(boolean entra) {
+        List<ProviderConfigProperty> list = new ArrayList<>(ProviderConfigurationBuilder.create()
+                .property().name("clientId").label("Client ID").type(ProviderConfigProperty.STRING_TYPE)
+                .required(true)
+                .helpText(entra ? "Application (client) ID of the app registration in Microsoft Entra ID."
+                        : "Client ID registered at the identity provider.")
+                .add()
+                .property().name("clientSecret").label("Client secret").type(ProviderConfigProperty.PASSWORD)
+                .secret(true)
+                .helpText("Client secret, or a vault reference such as ${vault.entra_secret}.")
+                .add()
+                .property().name("defaultScope").label("Scopes")
+                .type(ProviderConfigProperty.STRING_TYPE)
+                .defaultValue(entra ? "openid profile email" : "openid")
+                .helpText(entra ? "Space-separated scopes requested at login, for ONE resource (e.g. 'openid profile email User.Read' "
+                        + "for Microsoft Graph). offline_access is added automatically unless switched off below."
+                        : "Space-separated scopes requested at login.")
+                .add()
+                .property().name(FreshTokenConfig.ADD_OFFLINE_ACCESS).label("Request offline_access")
+                .type(ProviderConfigProperty.BOOLEAN_TYPE).defaultValue(Boolean.toString(entra))
+                .helpText("Adds offline_access to the login scopes so that the IdP issues a refresh token. "
+                        + "Without a refresh token the token cannot be refreshed and users must sign in again when it expires.")
+                .add()
+                .property().name(FreshTokenConfig.MIN_VALIDITY).label("Minimum token validity (seconds)")
+                .type(ProviderConfigProperty.STRING_TYPE).defaultValue(Integer.toString(FreshTokenConfig.DEFAULT_MIN_VALIDITY_S))
+                .helpText("A stored access token that expires within this many seconds is refreshed before it is handed out "
+                        + "(Keycloak's own key minValidityToken).")
+                .add()
+                .property().name(FreshTokenConfig.INCLUDE_REFRESH_TOKEN).label("Include refresh token in answers")
+                .type(ProviderConfigProperty.BOOLEAN_TYPE).defaultValue("false")
+                .helpText("Off (recommended): the broker token endpoint leaves out the upstream refresh token, so apps cannot "
+                        + "spend the refresh token Keycloak holds. Turn on only for apps that depend on it.")
+                .add()
+                .property().name(FreshTokenConfig.REFRESH_SCOPE).label("Refresh scope")
+                .type(ProviderConfigProperty.STRING_TYPE)
+                .helpText(entra ? "Scope sent with refresh requests. Empty: the login scopes (Entra requires one resource per request)."
+                        : "Scope sent with refresh requests. Empty: no scope parameter (the IdP keeps the granted scope).")
+                .add()
+                .property().name(FreshTokenConfig.TIMEOUT_MS).label("IdP request timeout (ms)")
+                .type(ProviderConfigProperty.STRING_TYPE).defaultValue("10000")
+                .helpText("Total time allowed for one request to the IdP's token endpoint.")
+                .add()
+                .property().name(FreshTokenConfig.CONNECT_TIMEOUT_MS).label("IdP connect timeout (ms)")
+                .type(ProviderConfigProperty.STRING_TYPE).defaultValue("5000")
+                .helpText("Time allowed to open a connection to the IdP.")
+                .add()
+                .property().name(FreshTokenConfig.MAX_ATTEMPTS).label("Refresh attempts")
+                .type(ProviderConfigProperty.STRING_TYPE).defaultValue("3")
+                .helpText("Attempts for a refresh that fails transiently (timeout, 5xx, 429), with backoff, before answering retry_later.")
+                .add()
+                .build());
+        return list;
+    }
+}

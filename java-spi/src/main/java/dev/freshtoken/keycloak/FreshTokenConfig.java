@@ -1,0 +1,153 @@
+package dev.freshtoken.keycloak;
+
+import java.util.LinkedHashSet;
+import java.util.Map;
+import java.util.Set;
+
+import org.keycloak.broker.oidc.OIDCIdentityProviderConfig;
+import org.keycloak.models.IdentityProviderModel;
+import org.keycloak.models.RealmModel;
+
+/**
+ * Settings of an identity provider of our types, kept in the IdP's config map. Where Keycloak
+ * has the same concept we use Keycloak's key ({@code minValidityToken}), so an IdP keeps its
+ * settings and admins' scripts keep working. Getters read the map directly instead of
+ * Keycloak's typed getters, whose signatures change between 26.4 and 26.7.
+ */
+public class FreshTokenConfig extends OIDCIdentityProviderConfig {
+
+    private static final long serialVersionUID = 1L;
+
+    /** Keycloak's own key (IdentityProviderModel.MIN_VALIDITY_TOKEN), seconds. */
+    public static final String MIN_VALIDITY = "minValidityToken";
+    public static final int DEFAULT_MIN_VALIDITY_S = 60;
+    public static final String ADD_OFFLINE_ACCESS = "addOfflineAccess";
+    public static final String INCLUDE_REFRESH_TOKEN = "includeRefreshToken";
+    public static final String REFRESH_SCOPE = "refreshScope";
+    public static final String CONNECT_TIMEOUT_MS = "httpConnectTimeoutMs";
+    public static final String TIMEOUT_MS = "httpTimeoutMs";
+    public static final String MAX_ATTEMPTS = "refreshMaxAttempts";
+    /** Set once when the IdP is first saved, so creation-time defaults are applied only once. */
+    public static final String INITIALIZED = "freshTokenInitialized";
+
+    public FreshTokenConfig(IdentityProviderModel model) {
+        super(model);
+    }
+
+    public FreshTokenConfig() {
+        super();
+    }
+
+    public int minValiditySeconds() {
+        return intSetting(MIN_VALIDITY, DEFAULT_MIN_VALIDITY_S, 0, 86_400);
+    }
+
+    public boolean addOfflineAccess() {
+        return boolSetting(ADD_OFFLINE_ACCESS, defaultAddOfflineAccess());
+    }
+
+    protected boolean defaultAddOfflineAccess() {
+        return false;
+    }
+
+    public boolean includeRefreshToken() {
+        return boolSetting(INCLUDE_REFRESH_TOKEN, false);
+    }
+
+    public int connectTimeoutMs() {
+        return intSetting(CONNECT_TIMEOUT_MS, 5_000, 100, 60_000);
+    }
+
+    public int timeoutMs() {
+        return intSetting(TIMEOUT_MS, 10_000, 100, 120_000);
+    }
+
+    public int maxAttempts() {
+        return intSetting(MAX_ATTEMPTS, 3, 1, 10);
+    }
+
+    /** The scope sent on the authorization request: the default scope plus offline_access when enabled. */
+    public String effectiveLoginScope() {
+        Set<String> scopes = new LinkedHashSet<>();
+        String configured = getDefaultScope();
+        if (configured != null) {
+            for (String s : configured.trim().split("\\s+")) {
+                if (!s.isEmpty()) {
+                    scopes.add(s);
+                }
+            }
+        }
+        if (!scopes.contains("openid")) {
+            scopes.add("openid");
+        }
+        if (addOfflineAccess()) {
+            scopes.add("offline_access");
+        }
+        return String.join(" ", scopes);
+    }
+
+    /**
+     * The scope sent on refresh requests; empty means "omit scope" (RFC 6749 6: same scope as
+     * originally granted).
+     */
+    public String refreshScope() {
+        String s = getConfig().get(REFRESH_SCOPE);
+        return s == null ? "" : s.trim();
+    }
+
+    /** Defaults applied when an IdP of our type is first saved. */
+    protected void applyCreationDefaults() {
+        Map<String, String> c = getConfig();
+        if (c.get(INITIALIZED) != null) {
+            return;
+        }
+        c.putIfAbsent(MIN_VALIDITY, Integer.toString(DEFAULT_MIN_VALIDITY_S));
+        c.putIfAbsent(ADD_OFFLINE_ACCESS, Boolean.toString(defaultAddOfflineAccess()));
+        c.putIfAbsent(INCLUDE_REFRESH_TOKEN, "false");
+        Compat.setStoreToken(this, true);
+        c.put(INITIALIZED, "true");
+    }
+
+    @Override
+    public void validate(RealmModel realm) {
+        applyCreationDefaults();
+        checkInt(MIN_VALIDITY, 0, 86_400, "Minimum token validity");
+        checkInt(CONNECT_TIMEOUT_MS, 100, 60_000, "HTTP connect timeout");
+        checkInt(TIMEOUT_MS, 100, 120_000, "HTTP timeout");
+        checkInt(MAX_ATTEMPTS, 1, 10, "Refresh attempts");
+        super.validate(realm);
+    }
+
+    private void checkInt(String key, int min, int max, String label) {
+        String raw = getConfig().get(key);
+        if (raw == null || raw.isBlank()) {
+            return;
+        }
+        try {
+            int v = Integer.parseInt(raw.trim());
+            if (v < min || v > max) {
+                throw new IllegalArgumentException(label + " must be between " + min + " and " + max);
+            }
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(label + " must be a whole number");
+        }
+    }
+
+    protected int intSetting(String key, int dflt, int min, int max) {
+        String raw = getConfig().get(key);
+        if (raw == null || raw.isBlank()) {
+            return dflt;
+        }
+        try {
+            int v = Integer.parseInt(raw.trim());
+            return Math.max(min, Math.min(max, v));
+        } catch (NumberFormatException e) {
+            return dflt;
+        }
+    }
+
+    protected boolean boolSetting(String key, boolean dflt) {
+        String raw = getConfig().get(key);
+        return raw == null || raw.isBlank() ? dflt : Boolean.parseBoolean(raw.trim());
+    }
+}

@@ -1,0 +1,81 @@
+package dev.freshtoken.keycloak;
+
+import jakarta.ws.rs.WebApplicationException;
+import jakarta.ws.rs.core.Response;
+import jakarta.ws.rs.core.UriBuilder;
+import jakarta.ws.rs.core.UriInfo;
+
+import org.keycloak.broker.oidc.OIDCIdentityProvider;
+import org.keycloak.broker.provider.AuthenticationRequest;
+import org.keycloak.events.EventBuilder;
+import org.keycloak.models.ClientModel;
+import org.keycloak.models.FederatedIdentityModel;
+import org.keycloak.models.KeycloakSession;
+import org.keycloak.models.UserModel;
+import org.keycloak.models.UserSessionModel;
+
+/**
+ * An OIDC identity provider whose stored token is kept fresh by the Rust core. Only Keycloak
+ * plumbing lives here; {@link TokenService} does the work.
+ */
+public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
+
+    private final FreshTokenConfig freshConfig;
+
+    public FreshTokenIdentityProvider(KeycloakSession session, FreshTokenConfig config) {
+        super(session, config);
+        this.freshConfig = config;
+    }
+
+    public FreshTokenConfig freshConfig() {
+        return freshConfig;
+    }
+
+    /** Adds offline_access (unless switched off) so that the IdP issues a refresh token. */
+    @Override
+    protected UriBuilder createAuthorizationUrl(AuthenticationRequest request) {
+        UriBuilder b = super.createAuthorizationUrl(request);
+        b.replaceQueryParam(OAUTH2_PARAMETER_SCOPE, freshConfig.effectiveLoginScope());
+        return b;
+    }
+
+    /**
+     * V1 {@code GET /broker/{alias}/token}. Errors are thrown as WebApplicationException so that
+     * Keycloak records the event as an error and answers with our body.
+     */
+    @Override
+    public Response retrieveToken(KeycloakSession session, FederatedIdentityModel identity) {
+        TokenService.Outcome outcome = new TokenService(session, this).retrieve(identity, null, TokenService.Endpoint.V1);
+        if (outcome.isError()) {
+            throw new WebApplicationException(outcome.errorCode(), outcome.response());
+        }
+        return outcome.response();
+    }
+
+    /**
+     * V2 {@code POST /broker/{alias}/token} (26.6+). Keycloak turns any exception here into a
+     * bare 400, so errors are returned as responses. The user-session copy of the token is
+     * never used: the stored row is the one source of truth.
+     */
+    @Override
+    public Response retrieveToken(KeycloakSession session, FederatedIdentityModel identity,
+                                  UserSessionModel userSession, UserModel user) {
+        return new TokenService(session, this).retrieve(identity, user, TokenService.Endpoint.V2).response();
+    }
+
+    /**
+     * Stock token exchange refreshes without a lock and drops the stored token on a 5xx.
+     * Until it is routed through the core, it is refused for our IdP types.
+     */
+    @Override
+    protected Response exchangeStoredToken(UriInfo uriInfo, EventBuilder event, ClientModel authorizedClient,
+                                           UserSessionModel tokenUserSession, UserModel tokenSubject) {
+        return TokenService.exchangeRefused(event, getConfig().getAlias());
+    }
+
+    @Override
+    protected Response exchangeSessionToken(UriInfo uriInfo, EventBuilder event, ClientModel authorizedClient,
+                                            UserSessionModel tokenUserSession, UserModel tokenSubject) {
+        return TokenService.exchangeRefused(event, getConfig().getAlias());
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what `make run` and `make test` need beyond the machine's toolchains.
+set -euo pipefail
+cd "$(dirname "$0")"
+need_pip=0
+python3 - <<'PY' 2>/dev/null || need_pip=1
+import requests, cryptography, pytest  # noqa: F401
+PY
+if [ "$need_pip" = 1 ]; then
+  python3 -m pip install --quiet -r requirements.txt
+fi
+for tool in curl unzip; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+    else
+      echo "missing '$tool': install it (e.g. sudo apt-get install $tool)" >&2; exit 1
+    fi
+  fi
+done
