@@ -58,7 +58,7 @@ start() {
 
 wait_ready() {
   local deadline=$((SECONDS + ${KC_START_TIMEOUT:-240}))
-  until curl -fsS -o /dev/null "http://127.0.0.1:$port/realms/master"; do
+  until curl -fs -o /dev/null "http://127.0.0.1:$port/realms/master"; do
     if ! pid_alive; then log "Keycloak exited; last log lines:"; tail -n 40 "$run/keycloak.log" >&2; exit 1; fi
     if [ $SECONDS -ge $deadline ]; then log "not ready in time"; tail -n 40 "$run/keycloak.log" >&2; stop; exit 1; fi
     sleep 2

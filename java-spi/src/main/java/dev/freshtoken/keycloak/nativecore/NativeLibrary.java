@@ -109,6 +109,7 @@ public final class NativeLibrary {
         List<File> candidates = candidates();
         List<String> tried = new ArrayList<>();
         for (File f : candidates) {
+            f = canonical(f);
             tried.add(f.getPath());
             if (!f.isFile()) {
                 continue;
@@ -156,7 +157,7 @@ public final class NativeLibrary {
         String home = System.getProperty("kc.home.dir");
         if (home != null) {
             File f = new File(new File(home, "providers"), LIBRARY_FILE);
-            if (!out.contains(f)) {
+            if (!out.stream().map(NativeLibrary::canonical).toList().contains(canonical(f))) {
                 out.add(f);
             }
         }
@@ -173,6 +174,14 @@ public final class NativeLibrary {
             return f.isFile() ? f.getParentFile() : f;
         } catch (URISyntaxException | IllegalArgumentException | SecurityException e) {
             return null;
+        }
+    }
+
+    private static File canonical(File f) {
+        try {
+            return f.getCanonicalFile();
+        } catch (IOException | SecurityException e) {
+            return f.getAbsoluteFile();
         }
     }
 

@@ -1,0 +1,120 @@
+"""End-to-end fixtures: the mock Entra ID (in-process, loopback) and a real Keycloak from the
+pinned distribution with our JAR + .so in providers/, started by keycloak-dist/keycloak.sh."""
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from mock_entra.server import start_server
+from support.keycloak import KeycloakAdmin
+
+ROOT = Path(__file__).resolve().parents[2]
+KC_SCRIPT = ROOT / "keycloak-dist" / "keycloak.sh"
+KC_PORT = int(os.environ.get("E2E_KC_PORT", "18080"))
+KC_MGMT_PORT = int(os.environ.get("E2E_KC_MGMT_PORT", "19000"))
+KC_BASE = f"http://127.0.0.1:{KC_PORT}"
+TENANT = "11111111-1111-1111-1111-111111111111"
+MOCK_CLIENT_ID = "00000000-0000-0000-0000-0000000000c1"
+MOCK_CLIENT_SECRET = "mock-secret-c1"
+APP_CLIENT = "demo-app"
+APP_SECRET = "demo-app-secret"
+REDIRECT_URI = "http://127.0.0.1:1/callback"
+
+
+class MockEntra:
+    """Test-side client of the mock's /_mock control API."""
+
+    def __init__(self, server):
+        self.server = server
+        self.base_url = server.base_url
+
+    def config(self, **settings):
+        r = requests.post(f"{self.base_url}/_mock/config", json=settings, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def reset(self):
+        requests.post(f"{self.base_url}/_mock/reset", timeout=10).raise_for_status()
+
+    def stats(self) -> dict:
+        return requests.get(f"{self.base_url}/_mock/stats", timeout=10).json()
+
+    def issued(self) -> dict:
+        return requests.get(f"{self.base_url}/_mock/issued", timeout=10).json()
+
+    def refresh_count(self) -> int:
+        return _grant_count(self.stats(), "refresh_token")
+
+
+def _grant_count(stats: dict, grant: str) -> int:
+    by_grant = stats.get("by_grant") or stats.get("grants") or stats.get("token_requests") or {}
+    v = by_grant.get(grant, 0)
+    if isinstance(v, dict):
+        return int(v.get("total", sum(x for x in v.values() if isinstance(x, int))))
+    return int(v)
+
+
+def kc_env(**extra) -> dict:
+    env = dict(os.environ)
+    env.update({"KC_PORT": str(KC_PORT), "KC_MGMT_PORT": str(KC_MGMT_PORT)})
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def kc(cmd: str, **extra) -> None:
+    subprocess.run([str(KC_SCRIPT), cmd], check=True, env=kc_env(**extra))
+
+
+def kc_log_path() -> Path:
+    out = subprocess.run([str(KC_SCRIPT), "log"], check=True, env=kc_env(), capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def mock_entra():
+    server = start_server(host="127.0.0.1", port=0)
+    try:
+        yield MockEntra(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def keycloak():
+    kc("start")
+    try:
+        yield KC_BASE
+    finally:
+        kc("stop")
+
+
+@pytest.fixture(scope="session")
+def admin(keycloak) -> KeycloakAdmin:
+    return KeycloakAdmin(keycloak)
+
+
+def entra_idp_config(mock: MockEntra, **overrides) -> dict:
+    cfg = {"entraTenant": TENANT, "entraAuthorityHost": mock.base_url,
+           "clientId": MOCK_CLIENT_ID, "clientSecret": MOCK_CLIENT_SECRET,
+           "syncMode": "IMPORT"}
+    cfg.update({k: str(v) for k, v in overrides.items()})
+    return cfg
+
+
+@pytest.fixture
+def realm(admin, mock_entra):
+    """A fresh realm with the app client and an `entra` IdP of type entra-oidc (defaults)."""
+    name = "e2e-" + uuid.uuid4().hex[:8]
+    admin.create_realm(name)
+    admin.create_client(name, APP_CLIENT, APP_SECRET, REDIRECT_URI,
+                        attributes={"external.token.enabled": "true", "external.token.idp": "entra"})
+    r = admin.create_idp(name, "entra", "entra-oidc", entra_idp_config(mock_entra))
+    assert r.status_code == 201, r.text
+    mock_entra.config(access_token_lifetime_s=3600, refresh_mode="entra", fault="none")
+    yield name
+    admin.delete_realm(name)
