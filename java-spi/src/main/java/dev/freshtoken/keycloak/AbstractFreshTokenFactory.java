@@ -86,6 +86,11 @@ abstract class AbstractFreshTokenFactory extends AbstractIdentityProviderFactory
                 .helpText(entra ? "Scope sent with refresh requests. Empty: the login scopes (Entra requires one resource per request)."
                         : "Scope sent with refresh requests. Empty: no scope parameter (the IdP keeps the granted scope).")
                 .add()
+                .property().name(FreshTokenConfig.ALLOWED_CLIENTS).label("Clients allowed to read tokens")
+                .type(ProviderConfigProperty.MULTIVALUED_STRING_TYPE)
+                .helpText("Client IDs whose users' tokens may be read through the broker token endpoint for this IdP. "
+                        + "Empty: every client Keycloak lets through (the 'read-token' role on V1, the client allow-list on V2).")
+                .add()
                 .property().name(FreshTokenConfig.TIMEOUT_MS).label("IdP request timeout (ms)")
                 .type(ProviderConfigProperty.STRING_TYPE).defaultValue("10000")
                 .helpText("Total time allowed for one request to the IdP's token endpoint.")

@@ -27,6 +27,8 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
     public static final String CONNECT_TIMEOUT_MS = "httpConnectTimeoutMs";
     public static final String TIMEOUT_MS = "httpTimeoutMs";
     public static final String MAX_ATTEMPTS = "refreshMaxAttempts";
+    /** Comma/space separated client IDs allowed to read this IdP's tokens; empty: any client Keycloak lets through. */
+    public static final String ALLOWED_CLIENTS = "tokenReaderClients";
     /** Set once when the IdP is first saved, so creation-time defaults are applied only once. */
     public static final String INITIALIZED = "freshTokenInitialized";
 
@@ -64,6 +66,19 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
 
     public int maxAttempts() {
         return intSetting(MAX_ATTEMPTS, 3, 1, 10);
+    }
+
+    public boolean clientMayReadTokens(String clientId) {
+        String raw = getConfig().get(ALLOWED_CLIENTS);
+        if (raw == null || raw.isBlank()) {
+            return true;
+        }
+        for (String c : raw.split("[,\\s#]+")) {
+            if (c.equals(clientId)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** The scope sent on the authorization request: the default scope plus offline_access when enabled. */

@@ -7,6 +7,8 @@ import jakarta.ws.rs.core.UriInfo;
 
 import org.keycloak.broker.oidc.OIDCIdentityProvider;
 import org.keycloak.broker.provider.AuthenticationRequest;
+import org.keycloak.broker.provider.BrokeredIdentityContext;
+import org.keycloak.sessions.AuthenticationSessionModel;
 import org.keycloak.events.EventBuilder;
 import org.keycloak.models.ClientModel;
 import org.keycloak.models.FederatedIdentityModel;
@@ -37,6 +39,25 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
         UriBuilder b = super.createAuthorizationUrl(request);
         b.replaceQueryParam(OAUTH2_PARAMETER_SCOPE, freshConfig.effectiveLoginScope());
         return b;
+    }
+
+    /**
+     * Keeps our access and refresh tokens out of user-session notes (persisted in plaintext with
+     * persistent sessions, and never kept current after a refresh): the stored row is the one
+     * source of truth. Only the id_token is kept, for logout ({@code id_token_hint}).
+     */
+    @Override
+    public void authenticationFinished(AuthenticationSessionModel authSession, BrokeredIdentityContext context) {
+        Object response = context.getContextData().get(FEDERATED_ACCESS_TOKEN_RESPONSE);
+        if (response instanceof org.keycloak.representations.AccessTokenResponse r && r.getIdToken() != null) {
+            authSession.setUserSessionNote(FEDERATED_ID_TOKEN, r.getIdToken());
+        }
+    }
+
+    /** Never spend the refresh token outside the single-flight path. */
+    @Override
+    public String refreshTokenForLogout(KeycloakSession session, UserSessionModel userSession) {
+        return null;
     }
 
     /**

@@ -1,20 +1,28 @@
 package dev.freshtoken.keycloak;
 
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
 import java.util.Iterator;
+import java.util.Map;
 
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
+import jakarta.ws.rs.core.UriBuilder;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.jboss.logging.Logger;
 import org.keycloak.common.util.Time;
-import org.keycloak.events.EventBuilder;
 import org.keycloak.events.Errors;
+import org.keycloak.events.EventBuilder;
+import org.keycloak.models.ClientModel;
 import org.keycloak.models.FederatedIdentityModel;
 import org.keycloak.models.KeycloakSession;
 import org.keycloak.models.RealmModel;
+import org.keycloak.models.SingleUseObjectProvider;
 import org.keycloak.models.UserModel;
 import org.keycloak.models.utils.KeycloakModelUtils;
 import org.keycloak.vault.VaultStringSecret;
@@ -23,14 +31,22 @@ import dev.freshtoken.keycloak.nativecore.NativeLibrary;
 import dev.freshtoken.keycloak.nativecore.NativeUnavailableException;
 
 /**
- * One token retrieval: build the request of docs/CONTRACT.md, call the core, persist what it
- * says to store (in a transaction of our own), turn the answer into an HTTP response.
- * Token values never reach a log line or an exception message here.
+ * One token retrieval: ask the core whether the stored token can be served; if it must be
+ * refreshed, take the cluster-wide lock for (realm, user, IdP), re-read the row in a fresh
+ * transaction, let the core refresh, persist the new token set in a transaction of our own
+ * and only then release the lock. Callers that find the lock taken wait (bounded) for the
+ * holder's result. Token values never reach a log line or an exception message here.
  */
 final class TokenService {
 
     private static final Logger LOG = Logger.getLogger("dev.freshtoken.keycloak");
     private static final ObjectMapper MAPPER = new ObjectMapper();
+
+    /** Lock lifetime: longer than the longest refresh (deadline) plus persistence. */
+    static final int LOCK_TTL_S = 45;
+    /** How long a failed refresh's outcome is shared with the callers that waited for it. */
+    static final int FAILURE_TTL_S = 10;
+    static final long POLL_MS = 50;
 
     enum Endpoint { V1, V2 }
 
@@ -54,81 +70,231 @@ final class TokenService {
     Outcome retrieve(FederatedIdentityModel identity, UserModel userOrNull, Endpoint endpoint) {
         String alias = config.getAlias();
         RealmModel realm = session.getContext().getRealm();
+        ClientModel client = session.getContext().getClient();
+        if (client != null && !config.clientMayReadTokens(client.getClientId())) {
+            return error("forbidden", 403, "Client '" + client.getClientId() + "' is not allowed to read tokens of identity provider '"
+                    + alias + "' (see the IdP's 'Clients allowed to read tokens').", null, null);
+        }
         String stored = identity.getToken();
         if (stored == null || stored.isBlank()) {
-            return error("reauth_required", 400, "No token is stored for this user and identity provider; "
-                    + "the user must sign in through '" + alias + "' again.", null, null);
+            return reauth("No token is stored for this user and identity provider; the user must sign in through '"
+                    + alias + "' again.", null);
         }
         String method = config.getClientAuthMethod();
         if (method != null && !method.equals("client_secret_post") && !method.equals("client_secret_basic")) {
             return error("idp_misconfigured", 502, "Client authentication method '" + method
                     + "' is not supported by this provider type yet; use client_secret_post or client_secret_basic.", null, null);
         }
+        UserModel user = userOrNull != null ? userOrNull : session.users().getUserByFederatedIdentity(realm, identity);
+        if (user == null) {
+            return reauth("The user linked to this identity could not be found.", null);
+        }
 
-        String answer;
+        Answer first = callCore("check", stored, endpoint, method);
+        if (first.isError() || !"refresh".equals(first.action())) {
+            return respond(first);
+        }
+        return refreshSingleFlight(realm.getId(), user.getId(), endpoint, method);
+    }
+
+    /** Exactly one refresh per (realm, user, IdP) at a time, across the cluster. */
+    private Outcome refreshSingleFlight(String realmId, String userId, Endpoint endpoint, String method) {
+        String alias = config.getAlias();
+        String lockKey = "fresh-token:lock:" + realmId + ":" + userId + ":" + alias;
+        String failureKey = "fresh-token:failed:" + realmId + ":" + userId + ":" + alias;
+        SingleUseObjectProvider locks = session.singleUseObjects();
+        long waitUntil = System.currentTimeMillis() + (LOCK_TTL_S + 5) * 1000L;
+        boolean waited = false;
+        while (true) {
+            if (locks.putIfAbsent(lockKey, LOCK_TTL_S)) {
+                try {
+                    String current = readStoredToken(realmId, userId);
+                    if (current == null) {
+                        return reauth("No token is stored for this user and identity provider any more.", null);
+                    }
+                    Answer answer = callCore("retrieve", current, endpoint, method);
+                    if (answer.store() != null) {
+                        persist(realmId, userId, answer.store());
+                    }
+                    if (answer.isError()) {
+                        locks.put(failureKey, FAILURE_TTL_S, Map.of("row", fingerprint(current), "answer", answer.raw()));
+                    } else if (waited && LOG.isDebugEnabled()) {
+                        LOG.debugf("fresh-token: IdP '%s' user %s: took over the refresh after waiting", alias, userId);
+                    }
+                    return respond(answer);
+                } finally {
+                    locks.remove(lockKey);
+                }
+            }
+            // Another request (on this node or another) is refreshing: wait for its result.
+            waited = true;
+            sleep(POLL_MS);
+            String current = readStoredToken(realmId, userId);
+            if (current == null) {
+                return reauth("No token is stored for this user and identity provider any more.", null);
+            }
+            Map<String, String> failure = locks.get(failureKey);
+            if (failure != null && fingerprint(current).equals(failure.get("row"))) {
+                return respond(Answer.parse(failure.get("answer")));
+            }
+            Answer check = callCore("check", current, endpoint, method);
+            if (check.isError() || !"refresh".equals(check.action())) {
+                if (LOG.isDebugEnabled()) {
+                    LOG.debugf("fresh-token: IdP '%s' user %s: served the token refreshed by a concurrent request", alias, userId);
+                }
+                return respond(check);
+            }
+            if (System.currentTimeMillis() > waitUntil) {
+                return error("retry_later", 503, "Another request is still refreshing this token; try again shortly.", null, 1L);
+            }
+        }
+    }
+
+    /** The stored token as committed in the database, read in a transaction of its own. */
+    private String readStoredToken(String realmId, String userId) {
+        String alias = config.getAlias();
+        return KeycloakModelUtils.runJobInTransactionWithResult(session.getKeycloakSessionFactory(), s -> {
+            RealmModel r = s.realms().getRealm(realmId);
+            UserModel u = r == null ? null : s.users().getUserById(r, userId);
+            FederatedIdentityModel fi = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
+            return fi == null ? null : fi.getToken();
+        });
+    }
+
+    /** Writes the new token set in a transaction of its own, committed before the lock is released. */
+    private void persist(String realmId, String userId, String newToken) {
+        String alias = config.getAlias();
         try {
-            answer = NativeLibrary.call(buildRequest(stored, endpoint, method));
+            KeycloakModelUtils.runJobInTransaction(session.getKeycloakSessionFactory(), s -> {
+                RealmModel r = s.realms().getRealm(realmId);
+                UserModel u = r == null ? null : s.users().getUserById(r, userId);
+                FederatedIdentityModel fresh = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
+                if (fresh == null) {
+                    LOG.warnf("fresh-token: link of user %s to IdP '%s' vanished before the refreshed token was stored", userId, alias);
+                    return;
+                }
+                fresh.setToken(newToken);
+                s.users().updateFederatedIdentity(r, u, fresh);
+            });
+        } catch (RuntimeException e) {
+            LOG.errorf("fresh-token: refreshed token for IdP '%s', user %s could not be stored (%s); "
+                    + "with an IdP that rotates refresh tokens strictly the user will have to sign in again",
+                    alias, userId, e.getClass().getSimpleName());
+        }
+    }
+
+    /** The core's answer, parsed. */
+    record Answer(JsonNode ok, JsonNode err, String raw) {
+        static Answer parse(String raw) {
+            try {
+                JsonNode root = MAPPER.readTree(raw);
+                JsonNode ok = root.get("ok");
+                JsonNode err = root.get("err");
+                if (ok == null && err == null) {
+                    return internal("The fresh-token core gave an answer without ok or err.");
+                }
+                return new Answer(ok, err, raw);
+            } catch (Exception e) {
+                return internal("The fresh-token core gave an unreadable answer.");
+            }
+        }
+
+        static Answer internal(String description) {
+            ObjectNode err = MAPPER.createObjectNode();
+            err.put("code", "internal_error").put("status", 500).put("error_description", description);
+            ObjectNode root = MAPPER.createObjectNode();
+            root.set("err", err);
+            return new Answer(null, err, root.toString());
+        }
+
+        boolean isError() {
+            return ok == null;
+        }
+
+        String action() {
+            return ok == null ? null : ok.path("action").asText(null);
+        }
+
+        String store() {
+            JsonNode s = ok == null ? null : ok.get("store");
+            return s != null && s.isTextual() ? s.asText() : null;
+        }
+
+        JsonNode body() {
+            return ok != null ? ok : err;
+        }
+    }
+
+    private Answer callCore(String op, String stored, Endpoint endpoint, String method) {
+        String alias = config.getAlias();
+        String raw;
+        try {
+            raw = NativeLibrary.call(buildRequest(op, stored, endpoint, method));
         } catch (NativeUnavailableException e) {
-            return error("native_unavailable", 503, "The fresh-token native core is not available on this Keycloak "
-                    + "node; see the provider's operational info and the server log.", null, null);
+            ObjectNode err = MAPPER.createObjectNode();
+            err.put("code", "native_unavailable").put("status", 503).put("error_description",
+                    "The fresh-token native core is not available on this Keycloak node; see the provider's operational info and the server log.");
+            ObjectNode root = MAPPER.createObjectNode();
+            root.set("err", err);
+            return new Answer(null, err, root.toString());
         } catch (RuntimeException e) {
             // A panic inside the core arrives here; its message carries no payload data.
             LOG.errorf("fresh-token: native core failed for IdP '%s': %s", alias, e.getMessage());
-            return error("internal_error", 500, "The fresh-token core failed unexpectedly; see the server log.", null, null);
+            return Answer.internal("The fresh-token core failed unexpectedly; see the server log.");
         }
+        Answer a = Answer.parse(raw);
+        logDiag(alias, a.body());
+        return a;
+    }
 
-        JsonNode root;
-        try {
-            root = MAPPER.readTree(answer);
-        } catch (Exception e) {
-            LOG.errorf("fresh-token: unreadable answer from the native core for IdP '%s'", alias);
-            return error("internal_error", 500, "The fresh-token core gave an unreadable answer.", null, null);
-        }
-        logDiag(alias, root);
-        JsonNode ok = root.get("ok");
-        if (ok != null) {
-            JsonNode store = ok.get("store");
-            if (store != null && store.isTextual()) {
-                persist(realm, identity, userOrNull, store.asText());
-            }
+    private Outcome respond(Answer a) {
+        String alias = config.getAlias();
+        if (!a.isError()) {
             if (LOG.isDebugEnabled()) {
-                LOG.debugf("fresh-token: IdP '%s' %s, upstream %s ms", alias, ok.path("action").asText(),
-                        ok.path("upstream_ms").asText("-"));
+                LOG.debugf("fresh-token: IdP '%s' %s, upstream %s ms", alias, a.action(), a.ok().path("upstream_ms").asText("-"));
             }
-            return new Outcome(Response.ok(ok.path("response").toString(), MediaType.APPLICATION_JSON_TYPE).build(), null);
+            return new Outcome(Response.ok(a.ok().path("response").toString(), MediaType.APPLICATION_JSON_TYPE).build(), null);
         }
-        JsonNode err = root.path("err");
+        JsonNode err = a.err();
         String code = err.path("code").asText("internal_error");
         int status = err.path("status").asInt(500);
         JsonNode upstream = err.get("upstream");
+        if (upstream != null && upstream.isNull()) {
+            upstream = null;
+        }
         LOG.warnf("fresh-token: IdP '%s': %s (upstream status %s, error %s, codes %s)", alias, code,
                 upstream == null ? "-" : upstream.path("status").asText("-"),
                 upstream == null ? "-" : upstream.path("error").asText("-"),
                 upstream == null ? "-" : upstream.path("error_codes").toString());
+        String description = err.path("error_description").asText("");
+        if ("reauth_required".equals(code)) {
+            return reauth(description, upstream);
+        }
         JsonNode retry = err.get("retry_after_s");
-        return error(code, status, err.path("error_description").asText(""), upstream,
-                retry != null && retry.canConvertToLong() ? retry.asLong() : null);
+        return error(code, status, description, upstream, retry != null && retry.canConvertToLong() ? retry.asLong() : null);
     }
 
-    private String buildRequest(String stored, Endpoint endpoint, String method) {
+    private String buildRequest(String op, String stored, Endpoint endpoint, String method) {
         ObjectNode req = MAPPER.createObjectNode();
         req.put("v", 1);
-        req.put("op", "retrieve");
+        req.put("op", op);
         req.put("now", Time.currentTime());
         req.put("stored", stored);
         ObjectNode policy = req.putObject("policy");
         policy.put("min_validity_s", config.minValiditySeconds());
         policy.put("include_refresh_token", endpoint == Endpoint.V1 && config.includeRefreshToken());
         policy.put("include_id_token", endpoint == Endpoint.V1);
-        ObjectNode idp = req.putObject("idp");
-        idp.put("token_url", config.getTokenUrl());
-        idp.put("client_id", config.getClientId());
-        idp.put("client_secret", clientSecret());
-        idp.put("client_auth", method == null ? "client_secret_post" : method);
-        idp.put("refresh_scope", config.refreshScope());
-        idp.put("connect_timeout_ms", config.connectTimeoutMs());
-        idp.put("timeout_ms", config.timeoutMs());
-        idp.put("max_attempts", config.maxAttempts());
+        if ("retrieve".equals(op)) {
+            ObjectNode idp = req.putObject("idp");
+            idp.put("token_url", config.getTokenUrl());
+            idp.put("client_id", config.getClientId());
+            idp.put("client_secret", clientSecret());
+            idp.put("client_auth", method == null ? "client_secret_post" : method);
+            idp.put("refresh_scope", config.refreshScope());
+            idp.put("connect_timeout_ms", config.connectTimeoutMs());
+            idp.put("timeout_ms", config.timeoutMs());
+            idp.put("max_attempts", config.maxAttempts());
+        }
         return req.toString();
     }
 
@@ -142,39 +308,50 @@ final class TokenService {
         }
     }
 
-    /** Writes the new token set in a transaction of its own, committed before we answer. */
-    private void persist(RealmModel realm, FederatedIdentityModel identity, UserModel userOrNull, String newToken) {
-        String alias = config.getAlias();
-        UserModel user = userOrNull != null ? userOrNull : session.users().getUserByFederatedIdentity(realm, identity);
-        if (user == null) {
-            LOG.errorf("fresh-token: refreshed token for IdP '%s' could not be stored: user not found", alias);
-            return;
+    private Outcome reauth(String description, JsonNode upstream) {
+        Outcome o = error("reauth_required", 400, description, upstream, null);
+        String link = accountLinkUrl();
+        if (link == null) {
+            return o;
         }
-        String realmId = realm.getId();
-        String userId = user.getId();
         try {
-            KeycloakModelUtils.runJobInTransaction(session.getKeycloakSessionFactory(), s -> {
-                RealmModel r = s.realms().getRealm(realmId);
-                UserModel u = s.users().getUserById(r, userId);
-                FederatedIdentityModel fresh = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
-                if (fresh == null) {
-                    LOG.warnf("fresh-token: link of user %s to IdP '%s' vanished before the refreshed token was stored", userId, alias);
-                    return;
-                }
-                fresh.setToken(newToken);
-                s.users().updateFederatedIdentity(r, u, fresh);
-            });
-        } catch (RuntimeException e) {
-            LOG.errorf("fresh-token: refreshed token for IdP '%s', user %s could not be stored: %s", alias, userId,
-                    e.getClass().getSimpleName());
+            ObjectNode body = (ObjectNode) MAPPER.readTree((String) o.response().getEntity());
+            body.put("account-link-url", link);
+            return new Outcome(Response.status(400).entity(body.toString()).type(MediaType.APPLICATION_JSON_TYPE).build(), o.errorCode());
+        } catch (Exception e) {
+            return o;
         }
     }
 
-    private static void logDiag(String alias, JsonNode root) {
-        if (!LOG.isDebugEnabled()) {
+    /**
+     * Where the app sends the user to link the IdP again: Keycloak's application-initiated
+     * action {@code kc_action=idp_link:<alias>} (Keycloak 26.3+) for the calling client. The
+     * app appends its own {@code redirect_uri} and {@code state}, or passes {@code redirect_uri}
+     * on the token call to have it included.
+     */
+    private String accountLinkUrl() {
+        ClientModel client = session.getContext().getClient();
+        RealmModel realm = session.getContext().getRealm();
+        if (client == null || realm == null || session.getContext().getUri() == null) {
+            return null;
+        }
+        UriBuilder b = UriBuilder.fromUri(session.getContext().getUri().getBaseUri())
+                .path("realms").path(realm.getName()).path("protocol/openid-connect/auth")
+                .queryParam("client_id", client.getClientId())
+                .queryParam("response_type", "code")
+                .queryParam("scope", "openid")
+                .queryParam("kc_action", "idp_link:" + config.getAlias());
+        String redirect = session.getContext().getUri().getQueryParameters().getFirst("redirect_uri");
+        if (redirect != null && client.getRedirectUris().stream().anyMatch(p -> RedirectMatch.matches(p, redirect))) {
+            b.queryParam("redirect_uri", redirect);
+        }
+        return b.build().toString();
+    }
+
+    private static void logDiag(String alias, JsonNode body) {
+        if (!LOG.isDebugEnabled() || body == null) {
             return;
         }
-        JsonNode body = root.has("ok") ? root.get("ok") : root.path("err");
         Iterator<JsonNode> it = body.path("diag").elements();
         while (it.hasNext()) {
             LOG.debugf("fresh-token core [%s]: %s", alias, it.next().asText());
@@ -185,15 +362,35 @@ final class TokenService {
         ObjectNode body = MAPPER.createObjectNode();
         body.put("error", code);
         body.put("error_description", description);
-        if (upstream != null && !upstream.isNull()) {
+        if (upstream != null) {
             body.set("upstream", upstream);
+        }
+        if (retryAfter != null) {
+            body.put("retry_after_s", retryAfter);
         }
         Response.ResponseBuilder b = Response.status(status).entity(body.toString()).type(MediaType.APPLICATION_JSON_TYPE);
         if (retryAfter != null) {
-            body.put("retry_after_s", retryAfter);
-            b.entity(body.toString()).header("Retry-After", Long.toString(retryAfter));
+            b.header("Retry-After", Long.toString(retryAfter));
         }
         return new Outcome(b.build(), code);
+    }
+
+    private static String fingerprint(String stored) {
+        try {
+            byte[] d = MessageDigest.getInstance("SHA-256").digest(stored.getBytes(StandardCharsets.UTF_8));
+            return HexFormat.of().formatHex(d);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static void sleep(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while waiting for a concurrent token refresh");
+        }
     }
 
     static Response exchangeRefused(EventBuilder event, String alias) {
