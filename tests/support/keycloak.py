@@ -79,6 +79,7 @@ class Login:
     refresh_token: str | None
     client_id: str
     client_secret: str
+    browser: requests.Session | None = None
 
 
 class _FormParser:
@@ -102,12 +103,24 @@ class _FormParser:
 def browser_login(kc_base: str, realm: str, idp_alias: str, client_id: str, client_secret: str,
                   login_hint: str | None = None, redirect_uri: str = "http://127.0.0.1:1/callback") -> Login:
     """Log a user in at Keycloak through the IdP, as a browser would, and exchange the code."""
-    s = requests.Session()
-    state = secrets.token_urlsafe(8)
-    params = {"client_id": client_id, "redirect_uri": redirect_uri, "response_type": "code",
-              "scope": "openid", "state": state, "kc_idp_hint": idp_alias}
+    params = {"kc_idp_hint": idp_alias}
     if login_hint:
         params["login_hint"] = login_hint
+    return _authorize(requests.Session(), kc_base, realm, client_id, client_secret, redirect_uri, params)
+
+
+def link_idp(kc_base: str, realm: str, login: Login, idp_alias: str,
+             redirect_uri: str = "http://127.0.0.1:1/callback") -> Login:
+    """Links a second IdP to the signed-in user with Keycloak's application-initiated action
+    kc_action=idp_link:<alias> (Keycloak 26.3+), in the same browser session."""
+    return _authorize(login.browser, kc_base, realm, login.client_id, login.client_secret, redirect_uri,
+                      {"kc_action": f"idp_link:{idp_alias}"})
+
+
+def _authorize(s: requests.Session, kc_base, realm, client_id, client_secret, redirect_uri, extra: dict) -> Login:
+    params = {"client_id": client_id, "redirect_uri": redirect_uri, "response_type": "code",
+              "scope": "openid", "state": secrets.token_urlsafe(8)}
+    params.update(extra)
     url = f"{kc_base}/realms/{realm}/protocol/openid-connect/auth?" + urllib.parse.urlencode(params)
     method, data = "GET", None
     for _ in range(20):
@@ -119,7 +132,9 @@ def browser_login(kc_base: str, realm: str, idp_alias: str, client_id: str, clie
                 q = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
                 if "code" not in q:
                     raise AssertionError(f"login ended without a code: {q}")
-                return _exchange(kc_base, realm, client_id, client_secret, q["code"][0], redirect_uri)
+                login = _exchange(kc_base, realm, client_id, client_secret, q["code"][0], redirect_uri)
+                login.browser = s
+                return login
             continue
         if r.status_code == 200 and "<form" in r.text:
             form = _FormParser.first_form(r.text)
