@@ -215,6 +215,38 @@ class SigningKey:
             return None
 
 
+class KeySet:
+    """The tenant's signing keys: the first signs, all are published (rotation via /_mock/rotate_keys)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.keys = [SigningKey()]
+
+    def sign(self, claims: dict) -> str:
+        with self.lock:
+            current = self.keys[0]
+        return current.sign(claims)
+
+    def verify(self, jwt: str) -> dict | None:
+        with self.lock:
+            keys = list(self.keys)
+        for k in keys:
+            c = k.verify(jwt)
+            if c is not None:
+                return c
+        return None
+
+    def jwks(self, issuer: str) -> dict:
+        with self.lock:
+            return {"keys": [k.jwk(issuer) for k in self.keys]}
+
+    def rotate(self, keep_old: bool = True) -> dict:
+        new = SigningKey()
+        with self.lock:
+            self.keys = [new] + (self.keys[:1] if keep_old else [])
+            return {"signing_kid": new.kid, "published_kids": [k.kid for k in self.keys]}
+
+
 # ---------------------------------------------------------------------------------------------
 # State
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +255,7 @@ class MockState:
     def __init__(self, clients: dict | None = None, users: dict | None = None, tenant_id: str = HOME_TENANT_ID,
                  domains: list | None = None):
         self.lock = threading.RLock()
-        self.key = SigningKey()
+        self.key = KeySet()
         self.home_tid = tenant_id
         self.domains = [d.lower() for d in (domains or HOME_TENANT_DOMAINS)]
         self.clients = copy.deepcopy(clients if clients is not None else DEFAULT_CLIENTS)
@@ -271,6 +303,14 @@ class MockState:
                       "recent_limit"):
                 if k in settings and not isinstance(settings[k], int):
                     raise ValueError(f"{k} must be an integer")
+            if "fault_grants" in settings and (not isinstance(settings["fault_grants"], list) or
+                                               not all(isinstance(g, str) for g in settings["fault_grants"])):
+                raise ValueError("fault_grants must be a list of grant type strings")
+            for k in ("expires_in_as_string", "retry_after_on_503", "prompt_none_login_required"):
+                if k in settings and not isinstance(settings[k], bool):
+                    raise ValueError(f"{k} must be a boolean")
+            if "fault" in settings and "fault_count" not in settings:
+                settings = dict(settings, fault_count=-1)     # a fault without a count lasts until changed
             if "slow_seconds" in settings and not isinstance(settings["slow_seconds"], (int, float)):
                 raise ValueError("slow_seconds must be a number")
             for k in ("clients", "users"):
@@ -749,7 +789,7 @@ class Handler(BaseHTTPRequestHandler):
             if tid is None:
                 return self._error_reply(self._tenant_not_found(tenant))
             issuer = f"{self.base}/{'{tenantid}' if multi else tid}/v2.0"
-            return json_reply(200, {"keys": [self.st.key.jwk(issuer)]})
+            return json_reply(200, self.st.key.jwks(issuer))
         if rest == "oauth2/v2.0/authorize":
             return self._authorize(tenant, tid, query)
         if rest == "oauth2/v2.0/token":
@@ -1454,6 +1494,10 @@ class Handler(BaseHTTPRequestHandler):
                 fams = [{"family": fid, "user": f["user"], "client_id": f["client_id"], "revoked": f["revoked"],
                          "generations": f["generations"]} for fid, f in st.families.items()]
             return json_reply(200, {"families": fams})
+        if path == "/_mock/rotate_keys" and method == "POST":
+            out = st.key.rotate(keep_old=bool(payload.get("keep_old", True)))
+            self.log_line(f"control rotate_keys signing_kid={out['signing_kid']} published={len(out['published_kids'])}")
+            return json_reply(200, out)
         if path == "/_mock/redirected":
             return Reply(200, b"<html><body>redirected</body></html>", "text/html")
         if path == "/_mock/health":
@@ -1464,6 +1508,11 @@ class Handler(BaseHTTPRequestHandler):
 # ---------------------------------------------------------------------------------------------
 # Server lifecycle
 # ---------------------------------------------------------------------------------------------
+
+class MockHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256      # the default backlog of 5 drops connections under test storms
+
 
 class MockEntraServer:
     """A running mock: .base_url, .state, .stop()."""
@@ -1511,8 +1560,7 @@ def _make_httpd(host: str, port: int, config: dict | None) -> ThreadingHTTPServe
                       domains=config.get("tenant_domains"))
     if config.get("settings"):
         state.set_config(config["settings"])
-    httpd = ThreadingHTTPServer((host, port), Handler)
-    httpd.daemon_threads = True
+    httpd = MockHTTPServer((host, port), Handler)
     h, p = httpd.server_address[0], httpd.server_address[1]
     shown = f"[{h}]" if ":" in h else h
     httpd.base_url = f"http://{shown}:{p}"  # type: ignore[attr-defined]

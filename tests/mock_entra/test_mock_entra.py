@@ -502,3 +502,48 @@ def test_reset_and_config_validation(mock):
     assert r.status_code == 400
     r = requests.post(f"{mock.base_url}/_mock/config", json={"refresh_mode": "lax"}, timeout=5)
     assert r.status_code == 400
+
+
+def test_key_rotation_publishes_new_key_and_keeps_old_one(mock):
+    old = login(mock)["id_token"]
+    out = requests.post(f"{mock.base_url}/_mock/rotate_keys", json={"keep_old": True}, timeout=5).json()
+    assert len(out["published_kids"]) == 2
+    new = login(mock)["id_token"]
+    jwks = requests.get(f"{mock.base_url}/{TENANT}/discovery/v2.0/keys", timeout=5).json()
+    verify_with_jwks(old, jwks)
+    verify_with_jwks(new, jwks)
+    assert json.loads(b64d(new.split(".")[0]))["kid"] == out["signing_kid"]
+
+
+def test_slow_answer_the_client_gave_up_on_does_not_spend_a_strict_refresh_token(mock):
+    config(mock, refresh_mode="strict")
+    rt = login(mock)["refresh_token"]
+    config(mock, fault="slow", fault_count=1, slow_seconds=1.0)
+    with pytest.raises(requests.exceptions.Timeout):
+        requests.post(token_url(mock), timeout=0.3, data={
+            "grant_type": "refresh_token", "refresh_token": rt, "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET})
+    time.sleep(1.2)
+    assert stats(mock)["by_grant_outcome"]["refresh_token"] == {"fault:slow:client_gone": 1}
+    assert refresh(mock, rt).status_code == 200
+
+
+@pytest.mark.parametrize("fault", ["connection_reset", "truncated_body_200"])
+def test_transport_level_faults(mock, fault):
+    rt = login(mock)["refresh_token"]
+    config(mock, fault=fault, fault_count=1)
+    with pytest.raises(requests.exceptions.RequestException):
+        r = refresh(mock, rt)
+        r.json()
+    assert refresh(mock, rt).status_code == 200
+
+
+def test_fault_without_count_lasts_until_changed(mock):
+    rt = login(mock)["refresh_token"]
+    config(mock, fault="http503", fault_count=1)
+    assert refresh(mock, rt).status_code == 503
+    config(mock, fault="http503")                 # no count: until changed
+    for _ in range(3):
+        assert refresh(mock, rt).status_code == 503
+    config(mock, fault="none")
+    assert refresh(mock, rt).status_code == 200
