@@ -951,7 +951,7 @@ class Handler(BaseHTTPRequestHandler):
         st.count_request(grant or "(none)")
         started = time.time()
         client_id = form.get("client_id", "")
-        outcome, status, extra = "ok", 200, ""
+        outcome, status, extra = "internal_error", 500, ""
         family = None
         is_refresh = grant == GRANT_REFRESH
         if is_refresh:
@@ -997,7 +997,7 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     raise OAuthError(400, "unsupported_grant_type", 70003,
                                      f"The app requested an unsupported grant type '{grant}'.")
-                status = reply.status
+                outcome, status = "ok", reply.status
                 return reply
             except OAuthError as e:
                 outcome, status = f"{e.error}:{e.code}", e.status
