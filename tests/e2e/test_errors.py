@@ -40,7 +40,7 @@ FAULTS = [
 def expired(admin, mock_entra):
     """A realm and a user whose stored Entra access token has expired."""
     name = "e2e-err-" + uuid.uuid4().hex[:6]
-    admin.create_realm(name)
+    admin.create_realm(name, eventsEnabled=True)
     admin.create_client(name, APP_CLIENT, APP_SECRET, REDIRECT_URI)
     assert admin.create_idp(name, "entra", "entra-oidc", entra_idp_config(
         mock_entra, minValidityToken=1, httpTimeoutMs=1500, refreshMaxAttempts=1)).status_code == 201
@@ -50,7 +50,6 @@ def expired(admin, mock_entra):
     sleep_until(claims(first["access_token"])["exp"] + 1)
     yield name, user, first["access_token"]
     mock_entra.config(fault="none", refresh_mode="entra", access_token_lifetime_s=3600)
-    admin.delete_realm(name)
 
 
 def _healthy() -> bool:
