@@ -1,0 +1,317 @@
+//! What crosses the Java <-> Rust boundary: request and answer types of
+//! `docs/CONTRACT.md`, and the version string.
+//!
+//! Field names here are the contract; the Java side reads and writes exactly these.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::secret::{SecretValue, TokenValue};
+
+/// Version of the JSON contract; Java's `NativeCore.CONTRACT_VERSION` must match.
+pub const CONTRACT_VERSION: u32 = 1;
+
+/// The crate version, reported by `version()` and compared by Java with its own.
+pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `{"version":"0.1.0","contract":1}`.
+pub fn version_json() -> String {
+    serde_json::json!({ "version": CORE_VERSION, "contract": CONTRACT_VERSION }).to_string()
+}
+
+/// One request from Java. Unknown fields are ignored (forward compatibility).
+#[derive(Debug, Deserialize)]
+pub struct Request {
+    /// Contract version the caller speaks; must be [`CONTRACT_VERSION`].
+    pub v: u32,
+    pub op: Op,
+    /// Keycloak's clock, epoch seconds.
+    pub now: i64,
+    /// `FEDERATED_IDENTITY.TOKEN` exactly as stored.
+    pub stored: TokenValue,
+    #[serde(default)]
+    pub policy: Policy,
+    /// Needed for `retrieve` when a refresh is due; may be omitted for `check`.
+    #[serde(default)]
+    pub idp: Option<IdpConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Decide only; no network.
+    Check,
+    /// Decide, and refresh when needed.
+    Retrieve,
+}
+
+/// What the app may see and when to refresh. Every field may be absent or null; the
+/// accessors apply the documented defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Policy {
+    /// Refresh when the access token has at most this many seconds left (default 60).
+    #[serde(default)]
+    pub min_validity_s: Option<i64>,
+    /// Default false.
+    #[serde(default)]
+    pub include_refresh_token: Option<bool>,
+    /// Default true.
+    #[serde(default)]
+    pub include_id_token: Option<bool>,
+    /// Lifetime assumed when the IdP gives neither `expires_in` nor a JWT `exp` (default 300).
+    #[serde(default)]
+    pub default_lifetime_s: Option<i64>,
+}
+
+impl Policy {
+    pub fn min_validity_s(&self) -> i64 {
+        self.min_validity_s.unwrap_or(defaults::MIN_VALIDITY_S).max(0)
+    }
+    pub fn include_refresh_token(&self) -> bool {
+        self.include_refresh_token.unwrap_or(false)
+    }
+    pub fn include_id_token(&self) -> bool {
+        self.include_id_token.unwrap_or(true)
+    }
+    pub fn default_lifetime_s(&self) -> i64 {
+        match self.default_lifetime_s {
+            Some(s) if s > 0 => s,
+            _ => defaults::DEFAULT_LIFETIME_S,
+        }
+    }
+}
+
+/// How to reach the IdP's token endpoint. Numbers may be absent, null or zero: the
+/// accessors then apply the documented defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdpConfig {
+    pub token_url: String,
+    pub client_id: String,
+    /// Empty or absent for public clients.
+    #[serde(default)]
+    pub client_secret: Option<SecretValue>,
+    /// `client_secret_post` (default) or `client_secret_basic`; anything else is refused
+    /// at refresh time as `idp_misconfigured`.
+    #[serde(default)]
+    pub client_auth: Option<String>,
+    /// Sent as `scope` on the refresh request when non-empty.
+    #[serde(default)]
+    pub refresh_scope: Option<String>,
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+}
+
+fn positive<T: PartialOrd + Default + Copy>(v: Option<T>, default: T) -> T {
+    match v {
+        Some(x) if x > T::default() => x,
+        _ => default,
+    }
+}
+
+impl IdpConfig {
+    pub fn connect_timeout_ms(&self) -> u64 {
+        positive(self.connect_timeout_ms, defaults::CONNECT_TIMEOUT_MS)
+    }
+    pub fn timeout_ms(&self) -> u64 {
+        positive(self.timeout_ms, defaults::TIMEOUT_MS)
+    }
+    pub fn max_body_bytes(&self) -> u64 {
+        positive(self.max_body_bytes, defaults::MAX_BODY_BYTES)
+    }
+    pub fn max_attempts(&self) -> u32 {
+        positive(self.max_attempts, defaults::MAX_ATTEMPTS)
+    }
+    pub fn deadline_ms(&self) -> u64 {
+        positive(self.deadline_ms, defaults::DEADLINE_MS)
+    }
+    /// The client secret, when one is configured (empty counts as none).
+    pub fn secret(&self) -> Option<&SecretValue> {
+        self.client_secret.as_ref().filter(|s| !s.is_empty())
+    }
+    /// The refresh scope, when non-empty after trimming.
+    pub fn scope(&self) -> Option<&str> {
+        self.refresh_scope.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+}
+
+/// The documented defaults.
+pub mod defaults {
+    pub const MIN_VALIDITY_S: i64 = 60;
+    pub const DEFAULT_LIFETIME_S: i64 = 300;
+    pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+    pub const TIMEOUT_MS: u64 = 10_000;
+    pub const MAX_BODY_BYTES: u64 = 1_048_576;
+    pub const MAX_ATTEMPTS: u32 = 3;
+    pub const DEADLINE_MS: u64 = 20_000;
+}
+
+/// The answer envelope: `{"ok": {...}}` or `{"err": {...}}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Answer {
+    Ok(OkAnswer),
+    Err(ErrAnswer),
+}
+
+impl Answer {
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail (string keys, no maps with non-string keys);
+        // fall back to a fixed envelope rather than panicking all the same.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"err":{"code":"internal_error","status":500,"error_description":"The answer could not be serialised.","retry_after_s":null,"diag":[]}}"#.to_string()
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The stored token is served as is.
+    Serve,
+    /// (`check` only) a refresh is needed and possible.
+    Refresh,
+    /// A refresh happened; `store` holds the new stored string.
+    Refreshed,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OkAnswer {
+    pub action: Action,
+    /// The object the app receives; absent for `action: refresh`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<Map<String, Value>>,
+    /// The new stored string; present only after a refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<RedactedJson>,
+    /// Time spent talking to the IdP (all attempts), present only after a refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_ms: Option<u64>,
+    /// Absolute expiry (epoch seconds) of the served access token; null when unknown.
+    pub expires_at: Option<i64>,
+    pub diag: Vec<String>,
+}
+
+/// A string that serialises as itself but prints `[redacted]` in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedactedJson(pub String);
+
+impl std::fmt::Debug for RedactedJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for RedactedJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrAnswer {
+    pub code: crate::errors::ErrorCode,
+    /// The HTTP status the app should see; fixed per code.
+    pub status: u16,
+    /// Our own words; never contains token values or secrets.
+    pub error_description: String,
+    /// What the IdP said, when it said something.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Upstream>,
+    pub retry_after_s: Option<u64>,
+    pub diag: Vec<String>,
+}
+
+/// What the IdP answered, reduced to what is safe to show and log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Upstream {
+    /// HTTP status; absent when no answer arrived (timeout, connection failure).
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The IdP's own description, truncated to about 500 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+    /// Entra's AADSTS numbers, when given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub error_codes: Vec<i64>,
+    /// Entra's `suberror` (e.g. `consent_required`, `bad_token`), when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suberror: Option<String>,
+    /// Entra's `trace_id` / `correlation_id`, for support cases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_json_names_crate_version_and_contract_1() {
+        let v: Value = serde_json::from_str(&version_json()).unwrap();
+        assert_eq!(v["version"], CORE_VERSION);
+        assert_eq!(v["contract"], 1);
+    }
+
+    #[test]
+    fn debug_of_request_never_contains_stored_token_or_client_secret() {
+        let json = r#"{"v":1,"op":"retrieve","now":1764100000,
+            "stored":"{\"access_token\":\"AT-SAMPLE-abc123\",\"refresh_token\":\"RT-SAMPLE-def456\"}",
+            "idp":{"token_url":"https://idp.example/token","client_id":"app","client_secret":"SECRET-SAMPLE-789"}}"#;
+        let req: Request = serde_json::from_str(json).unwrap();
+        let dbg = format!("{req:?} {req:#?}");
+        for sample in ["AT-SAMPLE-abc123", "RT-SAMPLE-def456", "SECRET-SAMPLE-789"] {
+            assert!(!dbg.contains(sample), "{sample} leaked into Debug output");
+        }
+    }
+
+    #[test]
+    fn missing_policy_and_idp_take_documented_defaults() {
+        let req: Request = serde_json::from_str(r#"{"v":1,"op":"check","now":1,"stored":"x"}"#).unwrap();
+        assert_eq!(req.policy.min_validity_s(), 60);
+        assert!(!req.policy.include_refresh_token());
+        assert!(req.policy.include_id_token());
+        assert_eq!(req.policy.default_lifetime_s(), 300);
+        assert!(req.idp.is_none());
+    }
+
+    #[test]
+    fn missing_null_or_zero_idp_settings_take_documented_defaults() {
+        let idp: IdpConfig = serde_json::from_str(
+            r#"{"token_url":"u","client_id":"c","timeout_ms":null,"max_attempts":0,"client_secret":""}"#,
+        )
+        .unwrap();
+        assert_eq!(idp.connect_timeout_ms(), 5_000);
+        assert_eq!(idp.timeout_ms(), 10_000);
+        assert_eq!(idp.max_body_bytes(), 1_048_576);
+        assert_eq!(idp.max_attempts(), 3);
+        assert_eq!(idp.deadline_ms(), 20_000);
+        assert!(idp.secret().is_none());
+    }
+
+    #[test]
+    fn ok_envelope_serialises_with_ok_key_and_omits_absent_store() {
+        let a = Answer::Ok(OkAnswer {
+            action: Action::Serve,
+            response: Some(Map::new()),
+            store: None,
+            upstream_ms: None,
+            expires_at: Some(5),
+            diag: vec![],
+        });
+        let v: Value = serde_json::from_str(&a.to_json()).unwrap();
+        assert_eq!(v["ok"]["action"], "serve");
+        assert!(v["ok"].get("store").is_none());
+        assert_eq!(v["ok"]["expires_at"], 5);
+    }
+}

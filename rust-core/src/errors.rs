@@ -1,0 +1,605 @@
+//! What an IdP answer means for the app: classification into the closed code set of
+//! `docs/CONTRACT.md`.
+//!
+//! Decided on HTTP status, the OAuth `error` and `Retry-After`; Entra's AADSTS numbers
+//! (`error_codes`, or `AADSTSnnnn` in the description) refine the decision.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::contract::Upstream;
+use crate::http::{Body, HttpFailure, HttpResponse};
+use crate::stored::non_empty_str;
+
+/// The closed set of error codes (Java adds `forbidden` and `native_unavailable` itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    ReauthRequired,
+    ConsentRequired,
+    AdminActionRequired,
+    RetryLater,
+    IdpMisconfigured,
+    UpstreamError,
+    Forbidden,
+    NativeUnavailable,
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The HTTP status the app sees for this code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::ReauthRequired | ErrorCode::ConsentRequired => 400,
+            ErrorCode::AdminActionRequired | ErrorCode::Forbidden => 403,
+            ErrorCode::RetryLater | ErrorCode::NativeUnavailable => 503,
+            ErrorCode::IdpMisconfigured | ErrorCode::UpstreamError => 502,
+            ErrorCode::InternalError => 500,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ReauthRequired => "reauth_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::AdminActionRequired => "admin_action_required",
+            ErrorCode::RetryLater => "retry_later",
+            ErrorCode::IdpMisconfigured => "idp_misconfigured",
+            ErrorCode::UpstreamError => "upstream_error",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NativeUnavailable => "native_unavailable",
+            ErrorCode::InternalError => "internal_error",
+        }
+    }
+
+    /// Our own description for the app, for failures the IdP reported.
+    pub fn upstream_description(self) -> &'static str {
+        match self {
+            ErrorCode::ReauthRequired => {
+                "The refresh token was rejected by the identity provider; the user must sign in again."
+            }
+            ErrorCode::ConsentRequired => {
+                "The identity provider requires the user's consent; the user must sign in again and consent."
+            }
+            ErrorCode::AdminActionRequired => {
+                "The identity provider refused the token for a reason only an administrator can resolve (admin consent, Conditional Access, disabled account)."
+            }
+            ErrorCode::RetryLater => "The identity provider is unavailable at the moment; try again later.",
+            ErrorCode::IdpMisconfigured => {
+                "The identity provider rejected the request as configured (client credentials, scope, endpoint); an administrator must fix the identity provider settings."
+            }
+            ErrorCode::UpstreamError => "The identity provider gave an answer that could not be used.",
+            ErrorCode::Forbidden => "Not allowed.",
+            ErrorCode::NativeUnavailable => "The native core is not available.",
+            ErrorCode::InternalError => "Internal error in the fresh-token core.",
+        }
+    }
+}
+
+/// AADSTS codes meaning the user must sign in again (expired/revoked grant, MFA, …).
+pub const AADSTS_REAUTH: &[i64] = &[70008, 700082, 700084, 50173, 70043, 50076, 50079, 50158, 50055];
+/// AADSTS codes meaning user consent is missing.
+pub const AADSTS_CONSENT: &[i64] = &[65001];
+/// AADSTS codes only an administrator can resolve.
+pub const AADSTS_ADMIN: &[i64] = &[90094, 53003, 50057];
+/// AADSTS codes meaning our configuration is wrong (client, tenant, scope, OBO assertion).
+pub const AADSTS_MISCONFIGURED: &[i64] =
+    &[7000215, 7000222, 700016, 90002, 700027, 70011, 28002, 700022, 50013, 500131];
+
+/// The code an AADSTS number hints at, if it is one we know.
+pub fn aadsts_hint(code: i64) -> Option<ErrorCode> {
+    if AADSTS_REAUTH.contains(&code) {
+        Some(ErrorCode::ReauthRequired)
+    } else if AADSTS_CONSENT.contains(&code) {
+        Some(ErrorCode::ConsentRequired)
+    } else if AADSTS_ADMIN.contains(&code) {
+        Some(ErrorCode::AdminActionRequired)
+    } else if AADSTS_MISCONFIGURED.contains(&code) {
+        Some(ErrorCode::IdpMisconfigured)
+    } else {
+        None
+    }
+}
+
+/// The code an OAuth `error` value means, if it is one we know (transient ones excluded).
+pub fn oauth_error_code(error: &str) -> Option<ErrorCode> {
+    match error {
+        "invalid_grant" | "interaction_required" | "login_required" => Some(ErrorCode::ReauthRequired),
+        "consent_required" => Some(ErrorCode::ConsentRequired),
+        "invalid_client" | "unauthorized_client" | "invalid_scope" | "unsupported_grant_type" | "invalid_request" => {
+            Some(ErrorCode::IdpMisconfigured)
+        }
+        _ => None,
+    }
+}
+
+/// OAuth `error` values that mean "try again later".
+fn is_transient_error(error: &str) -> bool {
+    matches!(error, "temporarily_unavailable" | "server_error")
+}
+
+/// Maximum characters of the IdP's `error_description` passed on.
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+
+/// Retry-After used when the IdP gave none (or none readable).
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Retry-After values beyond this are clamped.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// A failure that ends the operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub upstream: Option<Upstream>,
+    /// Our own words for the log: no token values, no secrets.
+    pub reason: String,
+}
+
+/// What one exchange with the token endpoint came to.
+#[derive(Clone, PartialEq)]
+pub enum Outcome {
+    /// 2xx with a usable token response (the object as the IdP sent it).
+    Success(Map<String, Value>),
+    /// Worth another attempt (or `retry_later` when none is left).
+    Transient { upstream: Option<Upstream>, retry_after: Option<Duration>, reason: String },
+    /// Final.
+    Failed(Failure),
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Success(m) => write!(f, "Success({:?})", m.keys().collect::<Vec<_>>()),
+            Outcome::Transient { upstream, retry_after, reason } => f
+                .debug_struct("Transient")
+                .field("upstream", upstream)
+                .field("retry_after", retry_after)
+                .field("reason", reason)
+                .finish(),
+            Outcome::Failed(x) => write!(f, "Failed({x:?})"),
+        }
+    }
+}
+
+fn failed(code: ErrorCode, upstream: Option<Upstream>, reason: impl Into<String>) -> Outcome {
+    Outcome::Failed(Failure { code, upstream, reason: reason.into() })
+}
+
+/// Classifies a transport failure (no HTTP answer).
+pub fn classify_failure(f: &HttpFailure) -> Outcome {
+    match f {
+        HttpFailure::Timeout(t) => {
+            Outcome::Transient { upstream: None, retry_after: None, reason: format!("timeout: {t}") }
+        }
+        HttpFailure::Connect(t) => {
+            Outcome::Transient { upstream: None, retry_after: None, reason: format!("connection failed: {t}") }
+        }
+        HttpFailure::Io(t) => Outcome::Transient { upstream: None, retry_after: None, reason: format!("transport: {t}") },
+        HttpFailure::Tls(t) => failed(ErrorCode::IdpMisconfigured, None, format!("TLS failure: {t}")),
+        HttpFailure::InvalidUrl(t) => failed(ErrorCode::IdpMisconfigured, None, format!("unusable token URL: {t}")),
+    }
+}
+
+/// Classifies an HTTP answer of the token endpoint.
+pub fn classify_response(resp: &HttpResponse, now: SystemTime) -> Outcome {
+    let status = resp.status;
+    let retry_after = resp.retry_after.as_deref().and_then(|v| parse_retry_after(v, now));
+    let bare = Upstream { status: Some(status), ..Upstream::default() };
+
+    if (300..400).contains(&status) {
+        let loc = if resp.has_location { " (Location withheld)" } else { "" };
+        return failed(ErrorCode::IdpMisconfigured, Some(bare), format!("redirect {status}{loc} not followed: is the token URL right?"));
+    }
+    let transient_status = status == 429 || status >= 500;
+    let body = match &resp.body {
+        Body::Complete(b) => b.as_slice(),
+        Body::TooLarge if transient_status => {
+            return Outcome::Transient { upstream: Some(bare), retry_after, reason: format!("upstream {status} (body over size cap)") };
+        }
+        Body::TooLarge => {
+            return failed(ErrorCode::UpstreamError, Some(bare), format!("upstream {status}: body over the size cap"));
+        }
+    };
+    let object = parse_object(body, resp.content_type.as_deref());
+    let oauth = object.as_ref().and_then(|o| upstream_from_error_object(status, o));
+
+    if transient_status {
+        let upstream = Some(oauth.unwrap_or(bare));
+        return Outcome::Transient { upstream, retry_after, reason: format!("upstream {status}") };
+    }
+    if (200..300).contains(&status) {
+        if let Some(obj) = &object {
+            if non_empty_str(obj, "access_token").is_some() {
+                return Outcome::Success(object.unwrap_or_default());
+            }
+        }
+    }
+    if let Some(up) = oauth {
+        return classify_oauth(up, retry_after);
+    }
+    let reason = match (&object, (200..300).contains(&status)) {
+        (Some(_), true) => format!("upstream {status}: JSON without access_token"),
+        (Some(_), false) => format!("upstream {status}: JSON without an OAuth error"),
+        (None, _) => format!("upstream {status}: not a JSON object ({})", describe_content_type(resp.content_type.as_deref())),
+    };
+    failed(ErrorCode::UpstreamError, Some(bare), reason)
+}
+
+/// Classifies an OAuth error answer (status already known not to be 429/5xx/3xx).
+pub fn classify_oauth(up: Upstream, retry_after: Option<Duration>) -> Outcome {
+    let error = up.error.clone().unwrap_or_default();
+    let status = up.status.unwrap_or(0);
+    let codes = if up.error_codes.is_empty() { String::new() } else { format!(" AADSTS{:?}", up.error_codes) };
+    if is_transient_error(&error) {
+        return Outcome::Transient { upstream: Some(up), retry_after, reason: format!("upstream {status} {error}{codes}") };
+    }
+    let hinted = up.error_codes.iter().find_map(|c| aadsts_hint(*c));
+    let code = hinted.or_else(|| oauth_error_code(&error)).unwrap_or(ErrorCode::UpstreamError);
+    let reason = format!("upstream {status} {error}{codes} -> {}", code.as_str());
+    failed(code, Some(up), reason)
+}
+
+/// A JSON object from the body; for a form-urlencoded content type, the decoded pairs.
+fn parse_object(body: &[u8], content_type: Option<&str>) -> Option<Map<String, Value>> {
+    if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
+        return Some(m);
+    }
+    let is_form = content_type.is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let pairs = crate::form::decode_pairs(text.trim())?;
+    (!pairs.is_empty()).then(|| pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+}
+
+/// The OAuth error fields of an answer object, when it has a string `error`.
+fn upstream_from_error_object(status: u16, o: &Map<String, Value>) -> Option<Upstream> {
+    let error = non_empty_str(o, "error")?;
+    let description = o.get("error_description").and_then(Value::as_str).map(truncate_description);
+    let mut error_codes: Vec<i64> = match o.get("error_codes") {
+        Some(Value::Array(a)) => a.iter().filter_map(crate::stored::number_or_string).take(16).collect(),
+        Some(v) => crate::stored::number_or_string(v).into_iter().collect(),
+        None => Vec::new(),
+    };
+    if error_codes.is_empty() {
+        error_codes = description.as_deref().map(aadsts_in_text).unwrap_or_default();
+    }
+    let short = |k: &str| o.get(k).and_then(Value::as_str).map(|s| s.chars().take(100).collect::<String>());
+    Some(Upstream {
+        status: Some(status),
+        error: Some(error.chars().take(100).collect()),
+        error_description: description,
+        error_codes,
+        suberror: short("suberror"),
+        trace_id: short("trace_id"),
+        correlation_id: short("correlation_id"),
+    })
+}
+
+/// `AADSTSnnnn` numbers mentioned in a text, in order, without duplicates.
+pub fn aadsts_in_text(text: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("AADSTS") {
+        rest = &rest[i + 6..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).take(10).collect();
+        if let Ok(n) = digits.parse::<i64>() {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// At most [`MAX_DESCRIPTION_CHARS`] characters, with `…` when cut.
+pub fn truncate_description(s: &str) -> String {
+    let mut it = s.char_indices();
+    match it.nth(MAX_DESCRIPTION_CHARS) {
+        None => s.to_owned(),
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+    }
+}
+
+fn describe_content_type(ct: Option<&str>) -> String {
+    match ct {
+        None => "no content type".into(),
+        Some(ct) => ct.split(';').next().unwrap_or("").trim().chars().take(60).collect(),
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date (IMF-fixdate), relative to `now`.
+/// A date in the past gives zero; unreadable values give `None`.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let at = parse_http_date(v)?;
+    let now_s = now.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;
+    Some(Duration::from_secs(at.saturating_sub(now_s).max(0) as u64).min(MAX_RETRY_AFTER))
+}
+
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to epoch seconds.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_dow, day, mon, year, hms, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: i64 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(mon))? as i64 + 1;
+    let year: i64 = year.parse().ok().filter(|y| (1970..=9999).contains(y))?;
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
+    if t.next().is_some() || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn resp(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            content_type: Some("application/json".into()),
+            retry_after: None,
+            has_location: false,
+            body: Body::Complete(body.as_bytes().to_vec()),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn code_of(o: &Outcome) -> Option<ErrorCode> {
+        match o {
+            Outcome::Failed(f) => Some(f.code),
+            Outcome::Transient { .. } => Some(ErrorCode::RetryLater),
+            Outcome::Success(_) => None,
+        }
+    }
+
+    fn entra(error: &str, code: i64) -> String {
+        json!({"error": error, "error_description": format!("AADSTS{code}: something. Trace ID: x"),
+               "error_codes": [code], "timestamp": "2025-11-25 10:00:00Z", "trace_id": "t", "correlation_id": "c"})
+        .to_string()
+    }
+
+    #[test]
+    fn status_of_each_code_matches_the_contract_table() {
+        use ErrorCode::*;
+        let table = [
+            (ReauthRequired, 400),
+            (ConsentRequired, 400),
+            (AdminActionRequired, 403),
+            (RetryLater, 503),
+            (IdpMisconfigured, 502),
+            (UpstreamError, 502),
+            (Forbidden, 403),
+            (NativeUnavailable, 503),
+            (InternalError, 500),
+        ];
+        for (code, status) in table {
+            assert_eq!(code.status(), status, "{}", code.as_str());
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+        }
+    }
+
+    #[test]
+    fn entra_aadsts_codes_classify_as_the_table_says() {
+        use ErrorCode::*;
+        let table: &[(&str, i64, ErrorCode)] = &[
+            ("invalid_grant", 70008, ReauthRequired),
+            ("invalid_grant", 700082, ReauthRequired),
+            ("invalid_grant", 700084, ReauthRequired),
+            ("invalid_grant", 50173, ReauthRequired),
+            ("invalid_grant", 70043, ReauthRequired),
+            ("invalid_grant", 50076, ReauthRequired),
+            ("interaction_required", 50079, ReauthRequired),
+            ("interaction_required", 50158, ReauthRequired),
+            ("invalid_grant", 50055, ReauthRequired),
+            ("invalid_grant", 65001, ConsentRequired),
+            ("invalid_grant", 90094, AdminActionRequired),
+            ("invalid_grant", 53003, AdminActionRequired),
+            ("invalid_grant", 50057, AdminActionRequired),
+            ("invalid_client", 7000215, IdpMisconfigured),
+            ("invalid_client", 7000222, IdpMisconfigured),
+            ("unauthorized_client", 700016, IdpMisconfigured),
+            ("invalid_request", 90002, IdpMisconfigured),
+            ("invalid_client", 700027, IdpMisconfigured),
+            ("invalid_scope", 70011, IdpMisconfigured),
+            ("invalid_request", 28002, IdpMisconfigured),
+            ("invalid_grant", 700022, IdpMisconfigured),
+            ("invalid_grant", 50013, IdpMisconfigured),
+            ("invalid_grant", 500131, IdpMisconfigured),
+        ];
+        for (error, aadsts, want) in table {
+            let o = classify_response(&resp(400, &entra(error, *aadsts)), SystemTime::now());
+            assert_eq!(code_of(&o), Some(*want), "{error} AADSTS{aadsts}");
+        }
+    }
+
+    #[test]
+    fn plain_oauth_errors_classify_as_the_table_says() {
+        use ErrorCode::*;
+        let table: &[(&str, u16, ErrorCode)] = &[
+            ("invalid_grant", 400, ReauthRequired),
+            ("interaction_required", 400, ReauthRequired),
+            ("login_required", 400, ReauthRequired),
+            ("consent_required", 400, ConsentRequired),
+            ("invalid_client", 401, IdpMisconfigured),
+            ("unauthorized_client", 400, IdpMisconfigured),
+            ("invalid_scope", 400, IdpMisconfigured),
+            ("unsupported_grant_type", 400, IdpMisconfigured),
+            ("invalid_request", 400, IdpMisconfigured),
+            ("temporarily_unavailable", 400, RetryLater),
+            ("server_error", 400, RetryLater),
+            ("invalid_grant", 503, RetryLater),
+            ("something_new", 400, UpstreamError),
+        ];
+        for (error, status, want) in table {
+            let o = classify_response(&resp(*status, &json!({"error": error}).to_string()), SystemTime::now());
+            assert_eq!(code_of(&o), Some(*want), "{error} {status}");
+        }
+    }
+
+    #[test]
+    fn unknown_aadsts_code_falls_back_to_the_oauth_error() {
+        let o = classify_response(&resp(400, &entra("invalid_grant", 9999999)), SystemTime::now());
+        assert_eq!(code_of(&o), Some(ErrorCode::ReauthRequired));
+    }
+
+    #[test]
+    fn aadsts_in_description_is_used_when_error_codes_are_missing() {
+        let body = json!({"error":"invalid_grant","error_description":"AADSTS65001: The user has not consented"}).to_string();
+        let o = classify_response(&resp(400, &body), SystemTime::now());
+        assert_eq!(code_of(&o), Some(ErrorCode::ConsentRequired));
+    }
+
+    #[test]
+    fn status_429_and_5xx_are_transient_whatever_the_body() {
+        for (status, body) in [(429, "{}"), (500, "<html>oops</html>"), (502, ""), (503, r#"{"error":"invalid_grant"}"#)] {
+            assert!(matches!(classify_response(&resp(status, body), SystemTime::now()), Outcome::Transient { .. }), "{status}");
+        }
+    }
+
+    #[test]
+    fn redirect_is_idp_misconfigured() {
+        let mut r = resp(302, "");
+        r.has_location = true;
+        assert_eq!(code_of(&classify_response(&r, SystemTime::now())), Some(ErrorCode::IdpMisconfigured));
+    }
+
+    #[test]
+    fn unusable_answers_are_upstream_error() {
+        let cases = [
+            (200, "<html>login</html>"),
+            (200, "{not json"),
+            (200, r#"{"token_type":"Bearer"}"#),
+            (200, r#"{"access_token":""}"#),
+            (400, "<html>bad</html>"),
+            (404, r#"{"message":"not found"}"#),
+        ];
+        for (status, body) in cases {
+            assert_eq!(code_of(&classify_response(&resp(status, body), SystemTime::now())), Some(ErrorCode::UpstreamError), "{status} {body}");
+        }
+    }
+
+    #[test]
+    fn body_over_cap_is_upstream_error_on_200_and_transient_on_503() {
+        let mut r = resp(200, "");
+        r.body = Body::TooLarge;
+        assert_eq!(code_of(&classify_response(&r, SystemTime::now())), Some(ErrorCode::UpstreamError));
+        r.status = 503;
+        assert!(matches!(classify_response(&r, SystemTime::now()), Outcome::Transient { .. }));
+    }
+
+    #[test]
+    fn success_needs_2xx_and_a_non_empty_access_token() {
+        let o = classify_response(&resp(200, r#"{"access_token":"at","expires_in":"3599"}"#), SystemTime::now());
+        assert!(matches!(o, Outcome::Success(m) if m["expires_in"] == "3599"));
+    }
+
+    #[test]
+    fn form_encoded_success_is_accepted_when_content_type_says_so() {
+        let mut r = resp(200, "access_token=gho_x&token_type=bearer&scope=repo");
+        r.content_type = Some("application/x-www-form-urlencoded; charset=utf-8".into());
+        assert!(matches!(classify_response(&r, SystemTime::now()), Outcome::Success(m) if m["access_token"] == "gho_x"));
+    }
+
+    #[test]
+    fn upstream_carries_error_fields_and_truncated_description() {
+        let long = "x".repeat(2000);
+        let body = json!({"error":"invalid_grant","error_description": long,"error_codes":[70008],"suberror":"bad_token","trace_id":"tr","correlation_id":"co"}).to_string();
+        let Outcome::Failed(f) = classify_response(&resp(400, &body), SystemTime::now()) else { panic!("not failed") };
+        let up = f.upstream.unwrap();
+        assert_eq!(up.status, Some(400));
+        assert_eq!(up.error.as_deref(), Some("invalid_grant"));
+        assert_eq!(up.error_codes, vec![70008]);
+        assert_eq!(up.suberror.as_deref(), Some("bad_token"));
+        assert_eq!(up.trace_id.as_deref(), Some("tr"));
+        assert_eq!(up.correlation_id.as_deref(), Some("co"));
+        assert_eq!(up.error_description.unwrap().chars().count(), MAX_DESCRIPTION_CHARS + 1);
+    }
+
+    #[test]
+    fn transport_failures_classify_timeouts_and_connect_as_transient_tls_and_url_as_misconfigured() {
+        assert!(matches!(classify_failure(&HttpFailure::Timeout("t".into())), Outcome::Transient { .. }));
+        assert!(matches!(classify_failure(&HttpFailure::Connect("c".into())), Outcome::Transient { .. }));
+        assert!(matches!(classify_failure(&HttpFailure::Io("i".into())), Outcome::Transient { .. }));
+        assert_eq!(code_of(&classify_failure(&HttpFailure::Tls("x".into()))), Some(ErrorCode::IdpMisconfigured));
+        assert_eq!(code_of(&classify_failure(&HttpFailure::InvalidUrl("x".into()))), Some(ErrorCode::IdpMisconfigured));
+    }
+
+    #[test]
+    fn retry_after_seconds_and_http_date_are_read() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn http_date_parses_to_epoch_seconds() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("Wed, 29 Feb 2024 12:00:00 GMT"), Some(1_709_208_000));
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
+        assert_eq!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+    }
+
+    #[test]
+    fn retry_after_header_is_carried_on_429() {
+        let mut r = resp(429, "");
+        r.retry_after = Some("12".into());
+        let Outcome::Transient { retry_after, .. } = classify_response(&r, SystemTime::now()) else { panic!() };
+        assert_eq!(retry_after, Some(Duration::from_secs(12)));
+    }
+
+    #[test]
+    fn aadsts_in_text_finds_numbers_in_order_without_duplicates() {
+        assert_eq!(aadsts_in_text("AADSTS70008: x AADSTS50173 y AADSTS70008"), vec![70008, 50173]);
+        assert_eq!(aadsts_in_text("AADSTS"), Vec::<i64>::new());
+    }
+
+    proptest! {
+        #[test]
+        fn classify_response_never_panics(status in 100u16..600, body in ".*", ra in proptest::option::of(".*")) {
+            let mut r = resp(status, &body);
+            r.retry_after = ra;
+            let _ = classify_response(&r, SystemTime::now());
+        }
+
+        #[test]
+        fn http_date_parser_never_panics(s in ".*") {
+            let _ = parse_http_date(&s);
+            let _ = parse_retry_after(&s, SystemTime::now());
+        }
+
+        #[test]
+        fn truncate_description_never_panics_and_is_bounded(s in ".*") {
+            prop_assert!(truncate_description(&s).chars().count() <= MAX_DESCRIPTION_CHARS + 1);
+        }
+    }
+}

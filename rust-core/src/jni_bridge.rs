@@ -1,0 +1,114 @@
+//! The only FFI module: the three native methods of
+//! `dev.freshtoken.keycloak.nativecore.NativeCore`.
+//!
+//! Each `Java_…` function is one line around an ordinary Rust function returning
+//! `Result`. `EnvUnowned::with_env` catches panics; [`ThrowWithoutPayload`] turns errors
+//! and panics into a `java.lang.RuntimeException` whose message carries no payload data.
+//! A panic hook (installed once) logs only the panic's location to stderr. Rust never
+//! calls back into Java and never uses JNI from threads it spawned.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+
+use jni::errors::ErrorPolicy;
+use jni::objects::{JClass, JString};
+use jni::refs::Reference as _;
+use jni::{Env, EnvUnowned};
+
+/// Prefix of every line this library writes to stderr.
+pub const LOG_PREFIX: &str = "fresh-token-core";
+
+static PANIC_HOOK: OnceLock<()> = OnceLock::new();
+
+/// Installs (once per process) a panic hook that prints only `file:line` of a panic,
+/// never its payload (which could quote data).
+pub fn install_panic_hook() {
+    PANIC_HOOK.get_or_init(|| {
+        std::panic::set_hook(Box::new(|info| {
+            match info.location() {
+                Some(loc) => eprintln!("{LOG_PREFIX}: panic at {}:{} (payload withheld)", loc.file(), loc.line()),
+                None => eprintln!("{LOG_PREFIX}: panic at unknown location (payload withheld)"),
+            }
+        }));
+    });
+}
+
+/// The error policy of every entry point: a `RuntimeException` with a fixed message.
+/// A Java exception already pending wins; the panic payload is dropped unread.
+pub struct ThrowWithoutPayload;
+
+impl<T: Default, E: std::fmt::Display> ErrorPolicy<T, E> for ThrowWithoutPayload {
+    type Captures<'unowned_env_local: 'native_method, 'native_method> = ();
+
+    fn on_error<'unowned_env_local: 'native_method, 'native_method>(
+        env: &mut Env<'unowned_env_local>,
+        _cap: &mut (),
+        err: E,
+    ) -> jni::errors::Result<T> {
+        if !env.exception_check() {
+            // jni's own errors name JNI calls and types, never our data.
+            let _ = env.throw(format!("{LOG_PREFIX}: JNI error: {err}"));
+        }
+        Ok(T::default())
+    }
+
+    fn on_panic<'unowned_env_local: 'native_method, 'native_method>(
+        env: &mut Env<'unowned_env_local>,
+        _cap: &mut (),
+        payload: Box<dyn Any + Send + 'static>,
+    ) -> jni::errors::Result<T> {
+        drop_payload(payload);
+        if !env.exception_check() {
+            let _ = env.throw(format!("{LOG_PREFIX}: Rust panic (payload withheld; location in the server log)"));
+        }
+        Ok(T::default())
+    }
+}
+
+/// Dropping a payload can itself panic; then leak it instead.
+fn drop_payload(payload: Box<dyn Any + Send + 'static>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
+/// `static native String version()`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_version<'l>(mut unowned: EnvUnowned<'l>, _class: JClass<'l>) -> JString<'l> {
+    unowned.with_env(version).resolve::<ThrowWithoutPayload>()
+}
+
+/// `static native String call(String requestJson)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_call<'l>(mut unowned: EnvUnowned<'l>, _class: JClass<'l>, request: JString<'l>) -> JString<'l> {
+    unowned.with_env(|env| call(env, &request)).resolve::<ThrowWithoutPayload>()
+}
+
+/// `static native String panicForTest()`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_panicForTest<'l>(mut unowned: EnvUnowned<'l>, _class: JClass<'l>) -> JString<'l> {
+    unowned.with_env(panic_for_test).resolve::<ThrowWithoutPayload>()
+}
+
+fn version<'l>(env: &mut Env<'l>) -> jni::errors::Result<JString<'l>> {
+    install_panic_hook();
+    JString::from_str(env, crate::version())
+}
+
+fn call<'l>(env: &mut Env<'l>, request: &JString<'_>) -> jni::errors::Result<JString<'l>> {
+    install_panic_hook();
+    let answer = if request.is_null() {
+        crate::call("")
+    } else {
+        crate::call(&request.try_to_string(env)?)
+    };
+    JString::from_str(env, answer)
+}
+
+#[allow(clippy::panic)]
+fn panic_for_test<'l>(_env: &mut Env<'l>) -> jni::errors::Result<JString<'l>> {
+    install_panic_hook();
+    panic!("panicForTest: deliberate panic with a payload that must not reach Java or the log");
+}
