@@ -6,7 +6,7 @@ PY ?= python3
 JAR_VERSION := 0.1.0
 SO := target/release/libfresh_token_core.so
 
-.PHONY: help deps package run stop test test-rust test-java test-e2e clean
+.PHONY: help deps package run stop test test-rust test-java test-e2e bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-java: $(SO) ## Maven tests (the JNI boundary under -Xcheck:jni)
 
 test-e2e: package ## end-to-end suite: real Keycloak, mock Entra ID
 	cd tests && $(PY) -m pytest -v e2e mock_entra
+
+bench: deps package ## benchmarks side by side with stock Keycloak (about 20 min); writes docs/bench/
+	@bash tests/bench/run.sh
 
 clean: ## remove build output and the unpacked Keycloak
 	cargo clean
