@@ -177,7 +177,9 @@ pub fn classify_failure(f: &HttpFailure) -> Outcome {
         HttpFailure::Connect(t) => {
             Outcome::Transient { upstream: None, retry_after: None, reason: format!("connection failed: {t}") }
         }
-        HttpFailure::Io(t) => Outcome::Transient { upstream: None, retry_after: None, reason: format!("transport: {t}") },
+        HttpFailure::Io(t) => {
+            Outcome::Transient { upstream: None, retry_after: None, reason: format!("transport: {t}") }
+        }
         HttpFailure::Tls(t) => failed(ErrorCode::IdpMisconfigured, None, format!("TLS failure: {t}")),
         HttpFailure::InvalidUrl(t) => failed(ErrorCode::IdpMisconfigured, None, format!("unusable token URL: {t}")),
     }
@@ -191,13 +193,21 @@ pub fn classify_response(resp: &HttpResponse, now: SystemTime) -> Outcome {
 
     if (300..400).contains(&status) {
         let loc = if resp.has_location { " (Location withheld)" } else { "" };
-        return failed(ErrorCode::IdpMisconfigured, Some(bare), format!("redirect {status}{loc} not followed: is the token URL right?"));
+        return failed(
+            ErrorCode::IdpMisconfigured,
+            Some(bare),
+            format!("redirect {status}{loc} not followed: is the token URL right?"),
+        );
     }
     let transient_status = status == 429 || status >= 500;
     let body = match &resp.body {
         Body::Complete(b) => b.as_slice(),
         Body::TooLarge if transient_status => {
-            return Outcome::Transient { upstream: Some(bare), retry_after, reason: format!("upstream {status} (body over size cap)") };
+            return Outcome::Transient {
+                upstream: Some(bare),
+                retry_after,
+                reason: format!("upstream {status} (body over size cap)"),
+            };
         }
         Body::TooLarge => {
             return failed(ErrorCode::UpstreamError, Some(bare), format!("upstream {status}: body over the size cap"));
@@ -223,7 +233,9 @@ pub fn classify_response(resp: &HttpResponse, now: SystemTime) -> Outcome {
     let reason = match (&object, (200..300).contains(&status)) {
         (Some(_), true) => format!("upstream {status}: JSON without access_token"),
         (Some(_), false) => format!("upstream {status}: JSON without an OAuth error"),
-        (None, _) => format!("upstream {status}: not a JSON object ({})", describe_content_type(resp.content_type.as_deref())),
+        (None, _) => {
+            format!("upstream {status}: not a JSON object ({})", describe_content_type(resp.content_type.as_deref()))
+        }
     };
     failed(ErrorCode::UpstreamError, Some(bare), reason)
 }
@@ -234,7 +246,11 @@ pub fn classify_oauth(up: Upstream, retry_after: Option<Duration>) -> Outcome {
     let status = up.status.unwrap_or(0);
     let codes = if up.error_codes.is_empty() { String::new() } else { format!(" AADSTS{:?}", up.error_codes) };
     if is_transient_error(&error) {
-        return Outcome::Transient { upstream: Some(up), retry_after, reason: format!("upstream {status} {error}{codes}") };
+        return Outcome::Transient {
+            upstream: Some(up),
+            retry_after,
+            reason: format!("upstream {status} {error}{codes}"),
+        };
     }
     let hinted = up.error_codes.iter().find_map(|c| aadsts_hint(*c));
     let code = hinted.or_else(|| oauth_error_code(&error)).unwrap_or(ErrorCode::UpstreamError);
@@ -247,7 +263,8 @@ fn parse_object(body: &[u8], content_type: Option<&str>) -> Option<Map<String, V
     if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
         return Some(m);
     }
-    let is_form = content_type.is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let is_form =
+        content_type.is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
     if !is_form {
         return None;
     }
@@ -470,15 +487,21 @@ mod tests {
 
     #[test]
     fn aadsts_in_description_is_used_when_error_codes_are_missing() {
-        let body = json!({"error":"invalid_grant","error_description":"AADSTS65001: The user has not consented"}).to_string();
+        let body =
+            json!({"error":"invalid_grant","error_description":"AADSTS65001: The user has not consented"}).to_string();
         let o = classify_response(&resp(400, &body), SystemTime::now());
         assert_eq!(code_of(&o), Some(ErrorCode::ConsentRequired));
     }
 
     #[test]
     fn status_429_and_5xx_are_transient_whatever_the_body() {
-        for (status, body) in [(429, "{}"), (500, "<html>oops</html>"), (502, ""), (503, r#"{"error":"invalid_grant"}"#)] {
-            assert!(matches!(classify_response(&resp(status, body), SystemTime::now()), Outcome::Transient { .. }), "{status}");
+        for (status, body) in
+            [(429, "{}"), (500, "<html>oops</html>"), (502, ""), (503, r#"{"error":"invalid_grant"}"#)]
+        {
+            assert!(
+                matches!(classify_response(&resp(status, body), SystemTime::now()), Outcome::Transient { .. }),
+                "{status}"
+            );
         }
     }
 
@@ -500,7 +523,11 @@ mod tests {
             (404, r#"{"message":"not found"}"#),
         ];
         for (status, body) in cases {
-            assert_eq!(code_of(&classify_response(&resp(status, body), SystemTime::now())), Some(ErrorCode::UpstreamError), "{status} {body}");
+            assert_eq!(
+                code_of(&classify_response(&resp(status, body), SystemTime::now())),
+                Some(ErrorCode::UpstreamError),
+                "{status} {body}"
+            );
         }
     }
 
@@ -523,7 +550,9 @@ mod tests {
     fn form_encoded_success_is_accepted_when_content_type_says_so() {
         let mut r = resp(200, "access_token=gho_x&token_type=bearer&scope=repo");
         r.content_type = Some("application/x-www-form-urlencoded; charset=utf-8".into());
-        assert!(matches!(classify_response(&r, SystemTime::now()), Outcome::Success(m) if m["access_token"] == "gho_x"));
+        assert!(
+            matches!(classify_response(&r, SystemTime::now()), Outcome::Success(m) if m["access_token"] == "gho_x")
+        );
     }
 
     #[test]

@@ -49,10 +49,13 @@ impl std::fmt::Debug for HttpResponse {
             .field("status", &self.status)
             .field("content_type", &self.content_type)
             .field("retry_after", &self.retry_after)
-            .field("body_len", &match &self.body {
-                Body::Complete(b) => Some(b.len()),
-                Body::TooLarge => None,
-            })
+            .field(
+                "body_len",
+                &match &self.body {
+                    Body::Complete(b) => Some(b.len()),
+                    Body::TooLarge => None,
+                },
+            )
             .finish()
     }
 }
@@ -159,15 +162,16 @@ fn classify_reqwest(e: &reqwest::Error) -> HttpFailure {
 /// `InvalidData` wrapping a `rustls::Error`; plain TCP failures are other kinds.
 fn looks_like_tls(e: &reqwest::Error) -> bool {
     sources(e).any(|s| {
-        s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
-            || {
-                let t = s.to_string().to_ascii_lowercase();
-                t.contains("certificate") || t.contains("tls handshake") || t.contains("invalid peer")
-            }
+        s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData) || {
+            let t = s.to_string().to_ascii_lowercase();
+            t.contains("certificate") || t.contains("tls handshake") || t.contains("invalid peer")
+        }
     })
 }
 
-fn sources<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+fn sources<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(e), |e| e.source())
 }
 

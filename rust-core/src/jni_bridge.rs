@@ -26,11 +26,9 @@ static PANIC_HOOK: OnceLock<()> = OnceLock::new();
 /// never its payload (which could quote data).
 pub fn install_panic_hook() {
     PANIC_HOOK.get_or_init(|| {
-        std::panic::set_hook(Box::new(|info| {
-            match info.location() {
-                Some(loc) => eprintln!("{LOG_PREFIX}: panic at {}:{} (payload withheld)", loc.file(), loc.line()),
-                None => eprintln!("{LOG_PREFIX}: panic at unknown location (payload withheld)"),
-            }
+        std::panic::set_hook(Box::new(|info| match info.location() {
+            Some(loc) => eprintln!("{LOG_PREFIX}: panic at {}:{} (payload withheld)", loc.file(), loc.line()),
+            None => eprintln!("{LOG_PREFIX}: panic at unknown location (payload withheld)"),
         }));
     });
 }
@@ -76,19 +74,29 @@ fn drop_payload(payload: Box<dyn Any + Send + 'static>) {
 
 /// `static native String version()`.
 #[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_version<'l>(mut unowned: EnvUnowned<'l>, _class: JClass<'l>) -> JString<'l> {
+pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_version<'l>(
+    mut unowned: EnvUnowned<'l>,
+    _class: JClass<'l>,
+) -> JString<'l> {
     unowned.with_env(version).resolve::<ThrowWithoutPayload>()
 }
 
 /// `static native String call(String requestJson)`.
 #[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_call<'l>(mut unowned: EnvUnowned<'l>, _class: JClass<'l>, request: JString<'l>) -> JString<'l> {
+pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_call<'l>(
+    mut unowned: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    request: JString<'l>,
+) -> JString<'l> {
     unowned.with_env(|env| call(env, &request)).resolve::<ThrowWithoutPayload>()
 }
 
 /// `static native String panicForTest()`.
 #[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_panicForTest<'l>(mut unowned: EnvUnowned<'l>, _class: JClass<'l>) -> JString<'l> {
+pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_panicForTest<'l>(
+    mut unowned: EnvUnowned<'l>,
+    _class: JClass<'l>,
+) -> JString<'l> {
     unowned.with_env(panic_for_test).resolve::<ThrowWithoutPayload>()
 }
 
@@ -99,11 +107,8 @@ fn version<'l>(env: &mut Env<'l>) -> jni::errors::Result<JString<'l>> {
 
 fn call<'l>(env: &mut Env<'l>, request: &JString<'_>) -> jni::errors::Result<JString<'l>> {
     install_panic_hook();
-    let answer = if request.is_null() {
-        crate::call("")
-    } else {
-        crate::call(&request.try_to_string(env)?)
-    };
+    let answer =
+        if request.is_null() { crate::null_request_answer() } else { crate::call(&request.try_to_string(env)?) };
     JString::from_str(env, answer)
 }
 

@@ -43,6 +43,11 @@ pub fn call(request_json: &str) -> String {
     }
 }
 
+/// The answer to a `null` request string (Java passed no request at all).
+pub fn null_request_answer() -> String {
+    retrieve::err_answer(ErrorCode::InternalError, "The request is null.", None, None, vec![]).to_json()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
-use crate::contract::{Action, Answer, CONTRACT_VERSION, ErrAnswer, IdpConfig, OkAnswer, Op, Policy, RedactedJson, Request, Upstream};
+use crate::contract::{
+    Action, Answer, CONTRACT_VERSION, ErrAnswer, IdpConfig, OkAnswer, Op, Policy, RedactedJson, Request, Upstream,
+};
 use crate::errors::{ErrorCode, classify_failure, classify_response};
 use crate::freshness::{Decision, decide};
 use crate::grant::{ClientAuth, refresh_request};
@@ -21,7 +23,14 @@ pub fn err_answer(
     retry_after_s: Option<u64>,
     diag: Vec<String>,
 ) -> Answer {
-    Answer::Err(ErrAnswer { code, status: code.status(), error_description: description.into(), upstream, retry_after_s, diag })
+    Answer::Err(ErrAnswer {
+        code,
+        status: code.status(),
+        error_description: description.into(),
+        upstream,
+        retry_after_s,
+        diag,
+    })
 }
 
 /// Handles one parsed request.
@@ -101,11 +110,23 @@ fn serve(fields: &Map<String, Value>, expiry: Option<i64>, now: i64, policy: &Po
 
 fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer {
     let Some(idp) = &req.idp else {
-        return err_answer(ErrorCode::InternalError, "A refresh is due but the request has no `idp` settings.", None, None, diag);
+        return err_answer(
+            ErrorCode::InternalError,
+            "A refresh is due but the request has no `idp` settings.",
+            None,
+            None,
+            diag,
+        );
     };
     let Some(rt) = stored.refresh_token() else {
         // decide() only says Refresh with a refresh token; answer sanely all the same.
-        return err_answer(ErrorCode::ReauthRequired, "No refresh token is stored; the user must sign in again.", None, None, diag);
+        return err_answer(
+            ErrorCode::ReauthRequired,
+            "No refresh token is stored; the user must sign in again.",
+            None,
+            None,
+            diag,
+        );
     };
     let auth = match ClientAuth::parse(idp.client_auth.as_deref()) {
         Ok(a) => a,
@@ -150,10 +171,17 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
             if expiry.is_none_or(|e| e <= req.now) {
                 diag.push("refresh answer holds an access token that is already expired".into());
                 let up = Upstream { status: last_status, ..Upstream::default() };
-                return err_answer(ErrorCode::UpstreamError, ErrorCode::UpstreamError.upstream_description(), Some(up), None, diag);
+                return err_answer(
+                    ErrorCode::UpstreamError,
+                    ErrorCode::UpstreamError.upstream_description(),
+                    Some(up),
+                    None,
+                    diag,
+                );
             }
             let status = last_status.map_or_else(|| "-".to_string(), |s| s.to_string());
-            let rotated = if merged.get("refresh_token").and_then(Value::as_str) == Some(rt) { "kept" } else { "rotated" };
+            let rotated =
+                if merged.get("refresh_token").and_then(Value::as_str) == Some(rt) { "kept" } else { "rotated" };
             diag.push(format!(
                 "refreshed: upstream {status} in {upstream_ms} ms (attempt {attempts}), refresh token {rotated}, {} s valid",
                 expiry.unwrap_or(0).saturating_sub(req.now)
@@ -195,7 +223,12 @@ fn retry_policy(idp: &IdpConfig) -> RetryPolicy {
 /// `refresh_expires_in` as numbers, `accessTokenExpiration` set, and the previous
 /// refresh token (with its `refresh_expires_in`) and id token kept when none came back.
 /// The IdP's other fields are preserved in their order.
-pub fn merge(previous: &StoredToken, response: Map<String, Value>, now: i64, default_lifetime_s: i64) -> Map<String, Value> {
+pub fn merge(
+    previous: &StoredToken,
+    response: Map<String, Value>,
+    now: i64,
+    default_lifetime_s: i64,
+) -> Map<String, Value> {
     let mut m = response;
     for key in ["expires_in", "refresh_expires_in"] {
         if let Some(v) = m.get(key) {
@@ -311,10 +344,24 @@ mod tests {
     #[test]
     fn merge_preserves_extra_fields_in_order() {
         let prev = stored(json!({"access_token":"old","refresh_token":"rt"}));
-        let resp = obj(json!({"token_type":"Bearer","scope":"User.Read","expires_in":"3599","ext_expires_in":"3599","access_token":"new","refresh_token":"rt2","foo":{"bar":1}}));
+        let resp = obj(
+            json!({"token_type":"Bearer","scope":"User.Read","expires_in":"3599","ext_expires_in":"3599","access_token":"new","refresh_token":"rt2","foo":{"bar":1}}),
+        );
         let m = merge(&prev, resp, NOW, 300);
         let keys: Vec<&str> = m.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["token_type", "scope", "expires_in", "ext_expires_in", "access_token", "refresh_token", "foo", "accessTokenExpiration"]);
+        assert_eq!(
+            keys,
+            [
+                "token_type",
+                "scope",
+                "expires_in",
+                "ext_expires_in",
+                "access_token",
+                "refresh_token",
+                "foo",
+                "accessTokenExpiration"
+            ]
+        );
         assert_eq!(m["ext_expires_in"], "3599");
         assert_eq!(m["foo"], json!({"bar":1}));
     }
@@ -322,7 +369,12 @@ mod tests {
     #[test]
     fn merge_normalises_string_expires_in_to_a_number_and_sets_expiration() {
         let prev = stored(json!({"access_token":"old","refresh_token":"rt"}));
-        let m = merge(&prev, obj(json!({"access_token":"new","expires_in":"3599","refresh_token":"rt2","refresh_expires_in":"86400"})), NOW, 300);
+        let m = merge(
+            &prev,
+            obj(json!({"access_token":"new","expires_in":"3599","refresh_token":"rt2","refresh_expires_in":"86400"})),
+            NOW,
+            300,
+        );
         assert_eq!(m["expires_in"], json!(3599));
         assert_eq!(m["refresh_expires_in"], json!(86400));
         assert_eq!(m[ACCESS_TOKEN_EXPIRATION], json!(NOW + 3599));

@@ -27,10 +27,17 @@ pub struct RetryPolicy {
 /// How the attempts ended.
 #[derive(Debug)]
 pub enum Finished {
-    Success { body: Map<String, Value>, attempts: u32 },
+    Success {
+        body: Map<String, Value>,
+        attempts: u32,
+    },
     Failed(Failure),
     /// Transient failures only, and no attempt or time left.
-    RetryLater { upstream: Option<Upstream>, retry_after_s: u64, attempts: u32 },
+    RetryLater {
+        upstream: Option<Upstream>,
+        retry_after_s: u64,
+        attempts: u32,
+    },
 }
 
 /// `base * 2^(attempt-1)`, scaled by a random factor in [0.5, 1.0) ("equal jitter").
@@ -71,7 +78,11 @@ pub fn run(policy: RetryPolicy, diag: &mut Vec<String>, mut attempt: impl FnMut(
                 let wait = retry_after.unwrap_or_else(|| backoff(n, policy.backoff_base));
                 let left = deadline.saturating_duration_since(Instant::now());
                 if wait + MIN_ATTEMPT_TIME > left {
-                    let why = if retry_after.is_some() { "Retry-After does not fit the deadline" } else { "deadline reached" };
+                    let why = if retry_after.is_some() {
+                        "Retry-After does not fit the deadline"
+                    } else {
+                        "deadline reached"
+                    };
                     return give_up(why, diag);
                 }
                 diag.push(format!("attempt {n}/{max}: {reason}; retrying in {} ms", wait.as_millis()));

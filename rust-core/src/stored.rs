@@ -188,7 +188,10 @@ mod tests {
 
     #[test]
     fn form_encoded_token_is_read_with_decoded_values() {
-        let t = StoredToken::parse("access_token=gho_abc%2B1&token_type=bearer&scope=repo+user&accessTokenExpiration=1764100000").unwrap();
+        let t = StoredToken::parse(
+            "access_token=gho_abc%2B1&token_type=bearer&scope=repo+user&accessTokenExpiration=1764100000",
+        )
+        .unwrap();
         assert_eq!(t.format, Format::Form);
         assert_eq!(t.access_token(), Some("gho_abc+1"));
         assert_eq!(t.fields["scope"], json!("repo user"));

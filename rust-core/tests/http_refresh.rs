@@ -1,0 +1,390 @@
+//! The refresh path end to end inside the core: `call()` against a wiremock token endpoint.
+//! Blocking reqwest runs on `spawn_blocking` threads.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const NOW: i64 = 1_764_100_000;
+const OLD_AT: &str = "AT-OLD-sample-0001";
+const OLD_RT: &str = "RT-OLD-sample-0002";
+const NEW_AT: &str = "AT-NEW-sample-0003";
+const NEW_RT: &str = "RT-NEW-sample-0004";
+const SECRET: &str = "CLIENT-SECRET-sample-0005";
+
+fn stored_expiring() -> String {
+    json!({"access_token": OLD_AT, "expires_in": 3599, "refresh_expires_in": 0, "refresh_token": OLD_RT,
+           "token_type": "Bearer", "id_token": "ID-OLD", "not-before-policy": 0, "scope": "openid",
+           "accessTokenExpiration": NOW + 10})
+    .to_string()
+}
+
+fn request(server: &MockServer, idp_extra: Value) -> String {
+    let mut idp = json!({
+        "token_url": format!("{}/token", server.uri()),
+        "client_id": "kc-broker",
+        "client_secret": SECRET,
+        "client_auth": "client_secret_post",
+        "refresh_scope": "openid profile offline_access",
+        "connect_timeout_ms": 1000,
+        "timeout_ms": 2000,
+        "max_body_bytes": 65536,
+        "max_attempts": 3,
+        "deadline_ms": 10000
+    });
+    if let (Some(i), Some(e)) = (idp.as_object_mut(), idp_extra.as_object()) {
+        for (k, v) in e {
+            i.insert(k.clone(), v.clone());
+        }
+    }
+    json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expiring(),
+           "policy": {"min_validity_s": 60, "include_refresh_token": false, "include_id_token": true, "default_lifetime_s": 300},
+           "idp": idp})
+    .to_string()
+}
+
+async fn call(req: String) -> Value {
+    let out = tokio::task::spawn_blocking(move || fresh_token_core::call(&req)).await.unwrap();
+    serde_json::from_str(&out).unwrap()
+}
+
+fn assert_no_secrets_in_diag_or_error(answer: &Value) {
+    let mut checked = answer["ok"]["diag"].to_string();
+    checked.push_str(&answer["err"].to_string());
+    for s in [OLD_AT, OLD_RT, NEW_AT, NEW_RT, SECRET] {
+        assert!(!checked.contains(s), "{s} leaked: {checked}");
+    }
+}
+
+fn success_body() -> Value {
+    json!({"token_type": "Bearer", "scope": "openid profile", "expires_in": "3599", "ext_expires_in": "3599",
+           "access_token": NEW_AT, "refresh_token": NEW_RT})
+}
+
+async fn requests(server: &MockServer) -> Vec<wiremock::Request> {
+    server.received_requests().await.unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn success_answers_refreshed_with_new_store_and_stripped_response() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({}))).await;
+    let ok = &a["ok"];
+    assert_eq!(ok["action"], "refreshed", "{a}");
+    assert_eq!(ok["response"]["access_token"], NEW_AT);
+    assert_eq!(ok["response"]["expires_in"], 3599);
+    assert!(ok["response"].get("refresh_token").is_none());
+    assert_eq!(ok["response"]["id_token"], "ID-OLD");
+    assert_eq!(ok["expires_at"], NOW + 3599);
+    let store: Value = serde_json::from_str(ok["store"].as_str().unwrap()).unwrap();
+    assert_eq!(store["refresh_token"], NEW_RT);
+    assert_eq!(store["expires_in"], 3599);
+    assert_eq!(store["ext_expires_in"], "3599");
+    assert_eq!(store["accessTokenExpiration"], NOW + 3599);
+    assert!(ok["upstream_ms"].is_u64());
+    assert_no_secrets_in_diag_or_error(&a);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_is_a_refresh_token_grant_with_post_credentials_and_scope() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
+        .mount(&server)
+        .await;
+
+    call(request(&server, json!({}))).await;
+    let reqs = requests(&server).await;
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.headers.get("content-type").unwrap(), "application/x-www-form-urlencoded");
+    assert_eq!(r.headers.get("accept").unwrap(), "application/json");
+    assert!(r.headers.get("authorization").is_none());
+    let body = String::from_utf8(r.body.clone()).unwrap();
+    assert_eq!(
+        body,
+        format!(
+            "grant_type=refresh_token&refresh_token={OLD_RT}&client_id=kc-broker&client_secret={SECRET}&scope=openid+profile+offline_access"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_secret_basic_sends_authorization_header_and_no_secret_in_body() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({"client_auth": "client_secret_basic"}))).await;
+    assert_eq!(a["ok"]["action"], "refreshed");
+    let reqs = requests(&server).await;
+    let auth = reqs[0].headers.get("authorization").unwrap().to_str().unwrap().to_string();
+    assert!(auth.starts_with("Basic "));
+    let body = String::from_utf8(reqs[0].body.clone()).unwrap();
+    assert!(!body.contains(SECRET) && !body.contains("client_id"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_grant_with_aadsts_body_is_reauth_required_without_retry_or_store() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_grant",
+            "error_description": "AADSTS70008: The provided authorization code or refresh token has expired due to inactivity.",
+            "error_codes": [70008], "timestamp": "2025-11-25 20:00:00Z",
+            "trace_id": "0c3c1e7a", "correlation_id": "5e0a4b1f"})))
+        .expect(1).mount(&server).await;
+
+    let a = call(request(&server, json!({}))).await;
+    let err = &a["err"];
+    assert_eq!(err["code"], "reauth_required", "{a}");
+    assert_eq!(err["status"], 400);
+    assert_eq!(err["upstream"]["status"], 400);
+    assert_eq!(err["upstream"]["error"], "invalid_grant");
+    assert_eq!(err["upstream"]["error_codes"], json!([70008]));
+    assert!(err["upstream"]["error_description"].as_str().unwrap().starts_with("AADSTS70008"));
+    assert!(a.get("ok").is_none());
+    assert_no_secrets_in_diag_or_error(&a);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_503_then_200_is_retried_and_refreshed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({}))).await;
+    assert_eq!(a["ok"]["action"], "refreshed", "{a}");
+    assert_eq!(requests(&server).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_429_with_retry_after_beyond_deadline_is_retry_later_after_one_call() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "30"))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({"deadline_ms": 5000}))).await;
+    assert_eq!(a["err"]["code"], "retry_later", "{a}");
+    assert_eq!(a["err"]["status"], 503);
+    assert_eq!(a["err"]["retry_after_s"], 30);
+    assert_eq!(a["err"]["upstream"]["status"], 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_429_with_short_retry_after_is_waited_for_then_refreshed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+
+    let started = std::time::Instant::now();
+    let a = call(request(&server, json!({}))).await;
+    assert_eq!(a["ok"]["action"], "refreshed", "{a}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn html_500_is_retried_up_to_max_attempts_then_retry_later() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(500).set_body_raw("<html><body>Internal error</body></html>", "text/html"))
+        .expect(3)
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({}))).await;
+    assert_eq!(a["err"]["code"], "retry_later", "{a}");
+    assert_eq!(a["err"]["retry_after_s"], 5);
+    assert_eq!(a["err"]["upstream"]["status"], 500);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn html_200_is_upstream_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw("<html>Sign in</html>", "text/html"))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({}))).await;
+    assert_eq!(a["err"]["code"], "upstream_error", "{a}");
+    assert_eq!(a["err"]["status"], 502);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_json_200_is_upstream_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(r#"{"access_token": "x", "#, "application/json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({}))).await;
+    assert_eq!(a["err"]["code"], "upstream_error", "{a}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn body_over_cap_is_upstream_error() {
+    let server = MockServer::start().await;
+    let mut big = success_body();
+    big["padding"] = Value::from("x".repeat(10_000));
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(big))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({"max_body_bytes": 1024}))).await;
+    assert_eq!(a["err"]["code"], "upstream_error", "{a}");
+    assert!(a["err"]["diag"].to_string().contains("size cap"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_access_token_is_upstream_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token_type": "Bearer", "expires_in": 3599, "refresh_token": NEW_RT})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({}))).await;
+    assert_eq!(a["err"]["code"], "upstream_error", "{a}");
+    assert_no_secrets_in_diag_or_error(&a);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_is_not_followed_and_is_idp_misconfigured() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", format!("{}/elsewhere", server.uri())))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/elsewhere"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
+        .expect(0)
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({}))).await;
+    assert_eq!(a["err"]["code"], "idp_misconfigured", "{a}");
+    assert_eq!(a["err"]["upstream"]["status"], 302);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_answer_past_timeout_is_retry_later() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(success_body()).set_delay(std::time::Duration::from_secs(3)),
+        )
+        .mount(&server)
+        .await;
+
+    let started = std::time::Instant::now();
+    let a = call(request(&server, json!({"timeout_ms": 300, "max_attempts": 2, "deadline_ms": 2000}))).await;
+    assert_eq!(a["err"]["code"], "retry_later", "{a}");
+    assert_eq!(a["err"]["retry_after_s"], 5);
+    assert!(a["err"].get("upstream").is_none());
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert!(a["err"]["diag"].to_string().contains("timeout"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_refused_is_retry_later() {
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expiring(),
+        "idp": {"token_url": format!("http://127.0.0.1:{port}/token"), "client_id": "c", "max_attempts": 2, "deadline_ms": 3000}})
+    .to_string();
+    let a = call(req).await;
+    assert_eq!(a["err"]["code"], "retry_later", "{a}");
+    assert!(a["err"]["diag"].to_string().contains("connection failed"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn already_refreshed_row_is_served_without_a_network_call() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let first = call(request(&server, json!({}))).await;
+    let new_stored = first["ok"]["store"].as_str().unwrap().to_string();
+    let mut again: Value = serde_json::from_str(&request(&server, json!({}))).unwrap();
+    again["stored"] = Value::from(new_stored);
+    let second = call(again.to_string()).await;
+    assert_eq!(second["ok"]["action"], "serve", "{second}");
+    assert_eq!(second["ok"]["response"]["access_token"], NEW_AT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_response_without_refresh_token_keeps_the_old_one_in_store() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": NEW_AT, "expires_in": 300, "token_type": "Bearer"})),
+        )
+        .mount(&server)
+        .await;
+
+    let a = call(request(&server, json!({}))).await;
+    let store: Value = serde_json::from_str(a["ok"]["store"].as_str().unwrap()).unwrap();
+    assert_eq!(store["refresh_token"], OLD_RT);
+    assert_eq!(store["access_token"], NEW_AT);
+}
