@@ -196,9 +196,16 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
                 diag,
             })
         }
+        Finished::Failed(f) if f.code == ErrorCode::UpstreamError && still_valid(stored, req.now) => {
+            diag.push(f.reason);
+            serve_still_valid(req, stored, upstream_ms, diag)
+        }
         Finished::Failed(f) => {
             diag.push(f.reason);
             err_answer(f.code, f.code.upstream_description(), f.upstream, None, diag)
+        }
+        Finished::RetryLater { .. } if still_valid(stored, req.now) => {
+            serve_still_valid(req, stored, upstream_ms, diag)
         }
         Finished::RetryLater { upstream, retry_after_s, .. } => err_answer(
             ErrorCode::RetryLater,
@@ -208,6 +215,27 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
             diag,
         ),
     }
+}
+
+/// The stored access token has a known expiry still in the future.
+fn still_valid(stored: &StoredToken, now: i64) -> bool {
+    stored.access_token().is_some() && stored.expiry().is_some_and(|e| e > now)
+}
+
+/// A refresh failed for a reason the user cannot fix (`retry_later`, `upstream_error`)
+/// while the stored access token is still valid: serve it; nothing is stored.
+fn serve_still_valid(req: &Request, stored: &StoredToken, upstream_ms: u64, mut diag: Vec<String>) -> Answer {
+    let expiry = stored.expiry();
+    let left = expiry.unwrap_or(req.now).saturating_sub(req.now);
+    diag.push(format!("refresh failed; serving the stored access token, still valid for {left} s"));
+    Answer::Ok(OkAnswer {
+        action: Action::Serve,
+        response: Some(app_response(&stored.fields, expiry, req.now, &req.policy)),
+        store: None,
+        upstream_ms: Some(upstream_ms),
+        expires_at: expiry,
+        diag,
+    })
 }
 
 fn retry_policy(idp: &IdpConfig) -> RetryPolicy {

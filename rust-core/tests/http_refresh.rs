@@ -12,10 +12,10 @@ const NEW_AT: &str = "AT-NEW-sample-0003";
 const NEW_RT: &str = "RT-NEW-sample-0004";
 const SECRET: &str = "CLIENT-SECRET-sample-0005";
 
-fn stored_expiring() -> String {
+fn stored_expired() -> String {
     json!({"access_token": OLD_AT, "expires_in": 3599, "refresh_expires_in": 0, "refresh_token": OLD_RT,
            "token_type": "Bearer", "id_token": "ID-OLD", "not-before-policy": 0, "scope": "openid",
-           "accessTokenExpiration": NOW + 10})
+           "accessTokenExpiration": NOW - 10})
     .to_string()
 }
 
@@ -37,7 +37,7 @@ fn request(server: &MockServer, idp_extra: Value) -> String {
             i.insert(k.clone(), v.clone());
         }
     }
-    json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expiring(),
+    json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(),
            "policy": {"min_validity_s": 60, "include_refresh_token": false, "include_id_token": true, "default_lifetime_s": 300},
            "idp": idp})
     .to_string()
@@ -344,7 +344,7 @@ async fn slow_answer_past_timeout_is_retry_later() {
 async fn connection_refused_is_retry_later() {
     // Bind and drop a listener to get a port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expiring(),
+    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(),
         "idp": {"token_url": format!("http://127.0.0.1:{port}/token"), "client_id": "c", "max_attempts": 2, "deadline_ms": 3000}})
     .to_string();
     let a = call(req).await;
@@ -387,4 +387,52 @@ async fn refresh_response_without_refresh_token_keeps_the_old_one_in_store() {
     let store: Value = serde_json::from_str(a["ok"]["store"].as_str().unwrap()).unwrap();
     assert_eq!(store["refresh_token"], OLD_RT);
     assert_eq!(store["access_token"], NEW_AT);
+}
+
+fn request_with_stored(server: &MockServer, stored: Value, idp_extra: Value) -> String {
+    let mut r: Value = serde_json::from_str(&request(server, idp_extra)).unwrap();
+    r["stored"] = Value::from(stored.to_string());
+    r.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn still_valid_token_is_served_when_the_early_refresh_fails_transiently() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let stored = json!({"access_token": OLD_AT, "refresh_token": OLD_RT, "accessTokenExpiration": NOW + 30});
+    let a = call(request_with_stored(&server, stored, json!({"max_attempts": 1}))).await;
+    assert_eq!(a["ok"]["action"], "serve", "{a}");
+    assert_eq!(a["ok"]["response"]["access_token"], OLD_AT);
+    assert_eq!(a["ok"]["response"]["expires_in"], 30);
+    assert!(a["ok"].get("store").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn still_valid_token_is_not_served_when_the_refresh_token_is_rejected() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
+        .mount(&server)
+        .await;
+
+    let stored = json!({"access_token": OLD_AT, "refresh_token": OLD_RT, "accessTokenExpiration": NOW + 30});
+    let a = call(request_with_stored(&server, stored, json!({}))).await;
+    assert_eq!(a["err"]["code"], "reauth_required", "{a}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_token_is_not_served_when_the_refresh_fails_transiently() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/token")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
+
+    let stored = json!({"access_token": OLD_AT, "refresh_token": OLD_RT, "accessTokenExpiration": NOW});
+    let a = call(request_with_stored(&server, stored, json!({"max_attempts": 1}))).await;
+    assert_eq!(a["err"]["code"], "retry_later", "{a}");
 }
