@@ -182,7 +182,7 @@ pub enum Action {
     Refreshed,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct OkAnswer {
     pub action: Action,
     /// The object the app receives; absent for `action: refresh`.
@@ -197,6 +197,20 @@ pub struct OkAnswer {
     /// Absolute expiry (epoch seconds) of the served access token; null when unknown.
     pub expires_at: Option<i64>,
     pub diag: Vec<String>,
+}
+
+impl std::fmt::Debug for OkAnswer {
+    /// The response holds tokens: only its field names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OkAnswer")
+            .field("action", &self.action)
+            .field("response_fields", &self.response.as_ref().map(|r| r.keys().collect::<Vec<_>>()))
+            .field("store", &self.store)
+            .field("upstream_ms", &self.upstream_ms)
+            .field("expires_at", &self.expires_at)
+            .field("diag", &self.diag)
+            .finish()
+    }
 }
 
 /// A string that serialises as itself but prints `[redacted]` in `Debug`.
@@ -297,6 +311,23 @@ mod tests {
         assert_eq!(idp.max_attempts(), 3);
         assert_eq!(idp.deadline_ms(), 20_000);
         assert!(idp.secret().is_none());
+    }
+
+    #[test]
+    fn debug_of_ok_answer_never_contains_response_or_store_values() {
+        let mut response = Map::new();
+        response.insert("access_token".into(), Value::from("AT-SAMPLE-debug-1"));
+        let a = Answer::Ok(OkAnswer {
+            action: Action::Refreshed,
+            response: Some(response),
+            store: Some(RedactedJson(r#"{"refresh_token":"RT-SAMPLE-debug-2"}"#.into())),
+            upstream_ms: Some(1),
+            expires_at: None,
+            diag: vec![],
+        });
+        let d = format!("{a:?} {a:#?}");
+        assert!(d.contains("access_token"));
+        assert!(!d.contains("AT-SAMPLE-debug-1") && !d.contains("RT-SAMPLE-debug-2"), "{d}");
     }
 
     #[test]

@@ -25,7 +25,6 @@ pub struct RetryPolicy {
 }
 
 /// How the attempts ended.
-#[derive(Debug)]
 pub enum Finished {
     Success {
         body: Map<String, Value>,
@@ -38,6 +37,26 @@ pub enum Finished {
         retry_after_s: u64,
         attempts: u32,
     },
+}
+
+impl std::fmt::Debug for Finished {
+    /// A success body holds tokens: only its field names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finished::Success { body, attempts } => f
+                .debug_struct("Success")
+                .field("fields", &body.keys().collect::<Vec<_>>())
+                .field("attempts", attempts)
+                .finish(),
+            Finished::Failed(x) => f.debug_tuple("Failed").field(x).finish(),
+            Finished::RetryLater { upstream, retry_after_s, attempts } => f
+                .debug_struct("RetryLater")
+                .field("upstream", upstream)
+                .field("retry_after_s", retry_after_s)
+                .field("attempts", attempts)
+                .finish(),
+        }
+    }
 }
 
 /// `base * 2^(attempt-1)`, scaled by a random factor in [0.5, 1.0) ("equal jitter").
@@ -186,6 +205,14 @@ mod tests {
             transient(None)
         });
         assert!(seen[0] <= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn debug_of_a_success_never_contains_token_values() {
+        let mut body = Map::new();
+        body.insert("access_token".into(), Value::from("AT-SAMPLE-retry-1"));
+        let d = format!("{:?}", Finished::Success { body, attempts: 1 });
+        assert!(d.contains("access_token") && !d.contains("AT-SAMPLE-retry-1"), "{d}");
     }
 
     #[test]

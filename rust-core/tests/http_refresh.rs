@@ -436,3 +436,43 @@ async fn expired_token_is_not_served_when_the_refresh_fails_transiently() {
     let a = call(request_with_stored(&server, stored, json!({"max_attempts": 1}))).await;
     assert_eq!(a["err"]["code"], "retry_later", "{a}");
 }
+
+/// A token endpoint that streams a chunked 200 body (no Content-Length) for as long as
+/// the client reads, bounded at 64 MiB; returns its URL and the bytes it managed to send.
+fn endless_chunked_server() -> (String, std::thread::JoinHandle<usize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+        let mut buf = [0u8; 8192];
+        let _ = s.read(&mut buf);
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if s.write_all(head.as_bytes()).is_err() {
+            return 0;
+        }
+        let chunk = format!("{:x}\r\n{}\r\n", 4096, "x".repeat(4096));
+        let mut sent = 0;
+        while sent < 64 << 20 {
+            if s.write_all(chunk.as_bytes()).is_err() {
+                break;
+            }
+            sent += 4096;
+        }
+        sent
+    });
+    (url, handle)
+}
+
+#[test]
+fn body_without_length_is_cut_at_the_cap_without_reading_to_the_end() {
+    let (url, server) = endless_chunked_server();
+    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(),
+        "idp": {"token_url": url, "client_id": "c", "max_body_bytes": 10000, "max_attempts": 1, "timeout_ms": 10000}})
+    .to_string();
+    let a: Value = serde_json::from_str(&fresh_token_core::call(&req)).unwrap();
+    assert_eq!(a["err"]["code"], "upstream_error", "{a}");
+    let sent = server.join().unwrap();
+    assert!(sent < 64 << 20, "the client read the whole body ({sent} bytes)");
+}
