@@ -159,13 +159,24 @@ fn classify_reqwest(e: &reqwest::Error) -> HttpFailure {
 }
 
 /// rustls reports handshake and certificate failures as `io::Error`s of kind
-/// `InvalidData` wrapping a `rustls::Error`; plain TCP failures are other kinds.
+/// `InvalidData` wrapping a `rustls::Error` (hyper-util wraps that again in an
+/// `io::Error` of kind `Other`, whose `source()` skips the inner one, hence `get_ref`).
 fn looks_like_tls(e: &reqwest::Error) -> bool {
+    const TLS_WORDS: [&str; 5] = ["certificate", "corrupt message", "fatal alert", "peer is incompatible", "handshake"];
     sources(e).any(|s| {
-        s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData) || {
-            let t = s.to_string().to_ascii_lowercase();
-            t.contains("certificate") || t.contains("tls handshake") || t.contains("invalid peer")
+        let mut inner: Option<&(dyn std::error::Error + 'static)> = Some(s);
+        while let Some(cur) = inner {
+            let text = cur.to_string().to_ascii_lowercase();
+            if TLS_WORDS.iter().any(|w| text.contains(w)) {
+                return true;
+            }
+            let Some(io) = cur.downcast_ref::<std::io::Error>() else { break };
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+            inner = io.get_ref().map(|r| r as &(dyn std::error::Error + 'static));
         }
+        false
     })
 }
 

@@ -476,3 +476,16 @@ fn body_without_length_is_cut_at_the_cap_without_reading_to_the_end() {
     let sent = server.join().unwrap();
     assert!(sent < 64 << 20, "the client read the whole body ({sent} bytes)");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_failure_is_idp_misconfigured_without_retry() {
+    // https to a plain-HTTP server: the TLS handshake fails.
+    let server = MockServer::start().await;
+    let https = server.uri().replacen("http://", "https://", 1);
+    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(),
+        "idp": {"token_url": format!("{https}/token"), "client_id": "c", "max_attempts": 3}})
+    .to_string();
+    let a = call(req).await;
+    assert_eq!(a["err"]["code"], "idp_misconfigured", "{a}");
+    assert!(a["err"]["diag"].to_string().contains("TLS"), "{a}");
+}
