@@ -79,7 +79,8 @@ pub fn handle(req: &Request) -> Answer {
         ),
         Decision::Refresh => {
             let why = match expiry {
-                Some(e) => format!("refresh due: {} s left, min validity {min_validity} s", left(e)),
+                Some(e) if left(e) > 0 => format!("refresh due: {} s left, min validity {min_validity} s", left(e)),
+                Some(e) => format!("refresh due: expired {} s ago", left(e).saturating_neg()),
                 None => "refresh due: expiry unknown".to_string(),
             };
             match req.op {
