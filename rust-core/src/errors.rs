@@ -68,7 +68,7 @@ impl ErrorCode {
             }
             ErrorCode::RetryLater => "The identity provider is unavailable at the moment; try again later.",
             ErrorCode::IdpMisconfigured => {
-                "The identity provider rejected the request as configured (client credentials, scope, endpoint); an administrator must fix the identity provider settings."
+                "The identity provider cannot be used as configured (client credentials, scope, token URL or TLS); an administrator must fix the identity provider settings."
             }
             ErrorCode::UpstreamError => "The identity provider gave an answer that could not be used.",
             ErrorCode::Forbidden => "Not allowed.",

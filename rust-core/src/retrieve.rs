@@ -75,7 +75,7 @@ pub fn handle(req: &Request) -> Answer {
             "The access token has expired and no refresh token is stored; the user must sign in again.",
             None,
             None,
-            vec![format!("reauth: expired {} s ago, no refresh token", -left(expiry.unwrap_or(0)))],
+            vec![format!("reauth: expired {} s ago, no refresh token", left(expiry.unwrap_or(0)).saturating_neg())],
         ),
         Decision::Refresh => {
             let why = match expiry {
