@@ -7,7 +7,8 @@
 #   keycloak-dist/keycloak.sh status
 #
 # Environment: KC_VERSION (default 26.7.3), KC_PORT (8080), KC_MGMT_PORT (9000),
-# KC_FEATURES (identity-brokering-api:v2), KC_KEEP_DATA=1 keeps the H2 database between starts,
+# KC_FEATURES (Keycloak's defaults; e.g. identity-brokering-api:v2 for the V2 endpoint: V1 and V2
+# are versions of one feature and cannot be enabled together), KC_KEEP_DATA=1 keeps the H2 database between starts,
 # KC_NO_NATIVE=1 installs the JAR without the .so (to test the documented failure),
 # KC_LOG_LEVEL (INFO,dev.freshtoken:debug), KC_EXTRA_ARGS (appended to start-dev).
 set -euo pipefail
@@ -41,6 +42,7 @@ start() {
   mkdir -p "$run"
   install_providers
   if [ "${KC_KEEP_DATA:-0}" != "1" ]; then rm -rf "$kc/data"; fi
+  echo "----- keycloak.sh start $(date -u +%FT%TZ) features=${KC_FEATURES:-default} native=$([ "${KC_NO_NATIVE:-0}" = 1 ] && echo no || echo yes)" >>"$run/keycloak.log"
   log "starting Keycloak $version on http://127.0.0.1:$port (log: $run/keycloak.log)"
   (
     export KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin
@@ -48,9 +50,9 @@ start() {
     exec setsid "$kc/bin/kc.sh" start-dev \
       --http-host=127.0.0.1 --http-port="$port" \
       --http-management-port="$mgmt" --health-enabled=true --metrics-enabled=true \
-      --features="${KC_FEATURES:-identity-brokering-api:v2}" \
+      ${KC_FEATURES:+--features="$KC_FEATURES"} \
       --log-level="${KC_LOG_LEVEL:-INFO,dev.freshtoken:debug}" \
-      ${KC_EXTRA_ARGS:-} >"$run/keycloak.log" 2>&1 < /dev/null
+      ${KC_EXTRA_ARGS:-} >>"$run/keycloak.log" 2>&1 < /dev/null
   ) &
   echo $! >"$run/pid"
   wait_ready
@@ -79,9 +81,10 @@ stop() {
 
 case "${1:-}" in
   start) start ;;
+  clean-log) mkdir -p "$run"; : >"$run/keycloak.log" ;;
   stop) stop ;;
   status) if pid_alive; then echo "running (pid $(cat "$run/pid"))"; else echo "stopped"; fi ;;
   wait) wait_ready ;;
   log) echo "$run/keycloak.log" ;;
-  *) echo "usage: $0 start|stop|status|wait|log" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|wait|log|clean-log" >&2; exit 2 ;;
 esac

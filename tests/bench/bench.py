@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.keycloak import KeycloakAdmin, _authorize, browser_login  # noqa: E402
+from support.keycloak import KeycloakAdmin, _authorize  # noqa: E402
 
 KC_VERSION = os.environ.get("KC_VERSION", "26.7.3")
 KC_PORT = int(os.environ.get("BENCH_KC_PORT", "28080"))
@@ -53,6 +53,8 @@ REALM = "bench"
 APP, APP_SECRET = "bench-app", "bench-app-secret"
 REDIRECT = "http://127.0.0.1:1/callback"
 WORK = ROOT / "target" / "bench"
+# The two files `make package` leaves; BENCH_DIST points elsewhere (e.g. a build under test).
+DIST = Path(os.environ.get("BENCH_DIST", str(ROOT / "target" / "dist"))).resolve()
 
 _cleanup: list = []
 
@@ -142,7 +144,7 @@ class Keycloak:
         for p in list(prov.glob("keycloak-fresh-token-*.jar")) + list(prov.glob("libfresh_token_core.*")):
             p.unlink()
         if self.with_extension:
-            for p in (ROOT / "target/dist").iterdir():
+            for p in DIST.iterdir():
                 shutil.copy2(p, prov / p.name)
 
     def start(self) -> "Keycloak":
@@ -152,7 +154,7 @@ class Keycloak:
         self.proc = subprocess.Popen(
             [str(self.home / "bin/kc.sh"), "start-dev", "--http-host=127.0.0.1", f"--http-port={KC_PORT}",
              f"--http-management-port={KC_MGMT_PORT}", "--health-enabled=true", "--metrics-enabled=true",
-             "--features=identity-brokering-api:v2", f"--log-level={self.log_level}"],
+             f"--log-level={self.log_level}"],  # V1 GET endpoint: the identity-brokering-api feature at its default (v1)
             stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         _cleanup.append(self.stop)
         log(f"Keycloak ({'with' if self.with_extension else 'WITHOUT'} the extension) starting, log {self.logfile}")
@@ -190,7 +192,7 @@ class Keycloak:
     def memory(self) -> dict:
         pid = self.java_pid()
         status = Path(f"/proc/{pid}/status").read_text()
-        val = lambda k: int(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1))  # noqa: E731
+        val = lambda k: int(re.search(rf"^{k}:\s+(\d+)", status, re.M).group(1))  # noqa: E731
         so_rss = 0
         cur = None
         for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
@@ -251,11 +253,32 @@ def add_mock_users(mock: Mock, names: list[str]) -> None:
     mock.config(users={f"{n}@contoso.onmicrosoft.com": {"name": n.title()} for n in names})
 
 
+class LoopbackSession(requests.Session):
+    """Sends Keycloak's `Secure` cookies over plain http on loopback, as browsers do for
+    127.0.0.1 (http.cookiejar keeps Secure cookies for https only, and requests copies the
+    jar into one with the default policy, so the flag is cleared after each answer)."""
+
+    def send(self, request, **kwargs):
+        r = super().send(request, **kwargs)
+        for c in self.cookies:
+            c.secure = False
+        return r
+
+
+def loopback_session() -> requests.Session:
+    return LoopbackSession()
+
+
+def login(alias: str, upn: str):
+    return _authorize(loopback_session(), KC_BASE, REALM, APP, APP_SECRET, REDIRECT,
+                      {"kc_idp_hint": alias, "login_hint": upn})
+
+
 def login_linked(user: str):
     """Signs `user` in through the stock IdP, then links our IdP to the same Keycloak user
     (kc_action=idp_link, Keycloak 26.3+), so one Keycloak access token reads both."""
     upn = f"{user}@contoso.onmicrosoft.com"
-    first = browser_login(KC_BASE, REALM, "stock", APP, APP_SECRET, login_hint=upn, redirect_uri=REDIRECT)
+    first = login("stock", upn)
     linked = _authorize(first.browser, KC_BASE, REALM, APP, APP_SECRET, REDIRECT,
                         {"kc_action": "idp_link:entra", "login_hint": upn})
     return linked
@@ -440,8 +463,7 @@ def phase_storm(admin: KeycloakAdmin, mock: Mock, ns: list[int], delay_ms: int) 
         for n in ns:
             for alias in ("stock", "entra"):
                 name = f"storm-{mode}-{n}-{alias}"
-                logins[(n, alias)] = browser_login(KC_BASE, REALM, alias, APP, APP_SECRET,
-                                                   login_hint=f"{name}@contoso.onmicrosoft.com", redirect_uri=REDIRECT)
+                logins[(n, alias)] = login(alias, f"{name}@contoso.onmicrosoft.com")
         time.sleep(4.5)  # every stored access token has expired (3 s lifetime, 1 s min validity)
         mock.config(access_token_lifetime_s=3600)  # the refreshed token is good for an hour
         for n in ns:
@@ -526,9 +548,9 @@ def machine_info() -> dict:
             "kernel": platform.release(), "os": ver(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
             "java": ver(["java", "-version"]).splitlines()[0], "wrk": ver(["wrk", "--version"]).splitlines()[0][:60],
             "python": platform.python_version(), "keycloak": KC_VERSION,
-            "so_bytes": (ROOT / "target/dist/libfresh_token_core.so").stat().st_size,
-            "jar_bytes": (ROOT / "target/dist/keycloak-fresh-token-0.1.0.jar").stat().st_size,
-            "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+            "so_bytes": (DIST / "libfresh_token_core.so").stat().st_size,
+            "jar_bytes": (DIST / "keycloak-fresh-token-0.1.0.jar").stat().st_size,
+            "dist": str(DIST), "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                   text=True).stdout.strip()}
 
 

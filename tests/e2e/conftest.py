@@ -84,8 +84,15 @@ def mock_entra():
         server.stop()
 
 
+def kc_restart(**extra) -> None:
+    """Restart the shared Keycloak with other settings, keeping its database (realms, events)."""
+    kc("stop")
+    kc("start", KC_KEEP_DATA="1", **extra)
+
+
 @pytest.fixture(scope="session")
 def keycloak():
+    kc("clean-log")
     kc("start")
     try:
         yield KC_BASE

@@ -9,7 +9,7 @@ import base64
 import json
 import time
 
-from support.keycloak import broker_token_v1, broker_token_v2, browser_login
+from support.keycloak import broker_token_v1, browser_login
 
 from .conftest import APP_CLIENT, APP_SECRET, KC_BASE, REDIRECT_URI, TENANT, MockEntra
 
@@ -145,26 +145,6 @@ def test_idp_answering_invalid_grant_gives_reauth_required(admin, realm, mock_en
     assert body["error"] == "reauth_required"
     assert body["upstream"]["error"] == "invalid_grant"
     assert body["upstream"]["error_codes"], body
-
-
-def test_v2_endpoint_refreshes_expired_token(admin, realm, mock_entra: MockEntra):
-    admin.update_idp_config(realm, "entra", minValidityToken=1)
-    mock_entra.config(access_token_lifetime_s=3)
-    user = login(realm)
-    stale = broker_token_v2(KC_BASE, realm, "entra", user)
-    assert stale.status_code == 200, stale.text
-    stale = stale.json()
-    assert "refresh_token" not in stale and "id_token" not in stale
-    sleep_until(claims(stale["access_token"])["exp"] + 1)
-    mock_entra.config(access_token_lifetime_s=3600)
-    before = mock_entra.refresh_count()
-    r = broker_token_v2(KC_BASE, realm, "entra", user)
-    assert r.status_code == 200, r.text
-    fresh = r.json()
-    assert fresh["access_token"] != stale["access_token"]
-    assert claims(fresh["access_token"])["exp"] > time.time() + 3000
-    assert "refresh_token" not in fresh
-    assert mock_entra.refresh_count() == before + 1
 
 
 def test_operational_info_reports_native_library_loaded(admin):

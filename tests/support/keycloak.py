@@ -125,6 +125,10 @@ def _authorize(s: requests.Session, kc_base, realm, client_id, client_secret, re
     method, data = "GET", None
     for _ in range(20):
         r = s.request(method, url, data=data, allow_redirects=False, timeout=30)
+        # Keycloak marks its session cookies Secure (SameSite=None); browsers still send them to
+        # http://localhost, Python's cookie jar does not. Behave like the browser on loopback.
+        for cookie in s.cookies:
+            cookie.secure = False
         if r.status_code in (301, 302, 303, 307):
             url = urllib.parse.urljoin(url, r.headers["Location"])
             method, data = "GET", None
