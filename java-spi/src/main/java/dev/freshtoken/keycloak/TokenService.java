@@ -68,6 +68,15 @@ final class TokenService {
     }
 
     Outcome retrieve(FederatedIdentityModel identity, UserModel userOrNull, Endpoint endpoint) {
+        try {
+            return doRetrieve(identity, userOrNull, endpoint);
+        } catch (RuntimeException e) {
+            LOG.errorf(e, "fresh-token: token retrieval for IdP '%s' failed unexpectedly", config.getAlias());
+            return error("internal_error", 500, "Token retrieval failed unexpectedly; see the server log.", null, null);
+        }
+    }
+
+    private Outcome doRetrieve(FederatedIdentityModel identity, UserModel userOrNull, Endpoint endpoint) {
         String alias = config.getAlias();
         RealmModel realm = session.getContext().getRealm();
         ClientModel client = session.getContext().getClient();
@@ -155,7 +164,11 @@ final class TokenService {
         String alias = config.getAlias();
         return KeycloakModelUtils.runJobInTransactionWithResult(session.getKeycloakSessionFactory(), s -> {
             RealmModel r = s.realms().getRealm(realmId);
-            UserModel u = r == null ? null : s.users().getUserById(r, userId);
+            if (r == null) {
+                return null;
+            }
+            s.getContext().setRealm(r); // user lookups need a realm-bound session
+            UserModel u = s.users().getUserById(r, userId);
             FederatedIdentityModel fi = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
             return fi == null ? null : fi.getToken();
         });
@@ -167,7 +180,11 @@ final class TokenService {
         try {
             KeycloakModelUtils.runJobInTransaction(session.getKeycloakSessionFactory(), s -> {
                 RealmModel r = s.realms().getRealm(realmId);
-                UserModel u = r == null ? null : s.users().getUserById(r, userId);
+                if (r == null) {
+                    return;
+                }
+                s.getContext().setRealm(r);
+                UserModel u = s.users().getUserById(r, userId);
                 FederatedIdentityModel fresh = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
                 if (fresh == null) {
                     LOG.warnf("fresh-token: link of user %s to IdP '%s' vanished before the refreshed token was stored", userId, alias);
