@@ -81,7 +81,7 @@ class Mock:
         port = s.getsockname()[1]
         s.close()
         self.out = open(self.logfile, "w")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests/mock_entra/server.py"), "--host", "127.0.0.1",
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "mock_server.py"), "--host", "127.0.0.1",
                                       "--port", str(port)], stdout=self.out, stderr=subprocess.STDOUT,
                                      cwd=str(ROOT / "tests"), start_new_session=True)
         _cleanup.append(self.stop)
@@ -350,23 +350,23 @@ def phase_fresh(tokens: list[str], rounds: int, seconds: int, threads: int, conn
 
 
 def probe_idp_round_trip(mock: Mock, refresh_token: str, n: int) -> list[float]:
-    """The mock's refresh round trip as a loopback HTTP client sees it (new connection each
-    call, the delay included): n sequential refreshes, ms."""
+    """The mock's refresh round trip as a loopback HTTP client sees it (one kept-alive
+    connection, as a pooled client; the delay included): n sequential refreshes, ms."""
     host, port = urllib.parse.urlparse(mock.base).hostname, urllib.parse.urlparse(mock.base).port
     body = urllib.parse.urlencode({"grant_type": "refresh_token", "client_id": MOCK_CLIENT_ID,
                                    "client_secret": MOCK_CLIENT_SECRET, "refresh_token": refresh_token})
     out = []
+    c = http.client.HTTPConnection(host, port, timeout=10)
     for _ in range(n):
         t0 = time.perf_counter()
-        c = http.client.HTTPConnection(host, port, timeout=10)
         c.request("POST", f"/{TENANT}/oauth2/v2.0/token", body=body,
                   headers={"Content-Type": "application/x-www-form-urlencoded"})
         r = c.getresponse()
         r.read()
-        c.close()
         out.append((time.perf_counter() - t0) * 1000)
         if r.status != 200:
             raise RuntimeError(f"probe refresh failed: {r.status}")
+    c.close()
     return out
 
 
@@ -376,6 +376,10 @@ def mock_durations(mock: Mock, last: int) -> list[int]:
 
 
 def phase_refresh(admin: KeycloakAdmin, mock: Mock, token: str, rounds: int, seconds: int, delay_ms: int) -> dict:
+    # Keycloak's endpoint cost without a refresh, at the same concurrency (c=1): the base the
+    # refresh-specific work adds to.
+    base = {alias: wrk(alias, [token], 1, 1, 5, f"fresh-c1-{alias}") for alias in ("stock", "entra")}
+    log("  fresh path at c=1: " + ", ".join(f"{a} p50 {r['latency_us']['p50'] / 1000:.2f} ms" for a, r in base.items()))
     log(f"phase 2 (refresh path): mock delay {delay_ms} ms, lifetime 30 s, minValidityToken 3600 s: every call refreshes")
     mock.config(access_token_lifetime_s=30, refresh_delay_ms=delay_ms, refresh_mode="entra", recent_limit=5000)
     for alias in ("stock", "entra"):
@@ -409,7 +413,7 @@ def phase_refresh(admin: KeycloakAdmin, mock: Mock, token: str, rounds: int, sec
         v = sorted(v)
         return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
 
-    res = {"rounds": rounds, "seconds": seconds, "delay_ms": delay_ms, "runs": runs,
+    res = {"rounds": rounds, "seconds": seconds, "delay_ms": delay_ms, "runs": runs, "fresh_c1": base,
            "mock_ms_p50": {a: pct(mock_ms[a], 0.5) for a in mock_ms},
            "probe_ms_p50": pct(probe, 0.5), "probe_ms_p99": pct(probe, 0.99), "probe_n": len(probe)}
     p50 = [e["latency_us"]["p50"] / s["latency_us"]["p50"] for s, e in zip(runs["stock"], runs["entra"])]
@@ -421,6 +425,8 @@ def phase_refresh(admin: KeycloakAdmin, mock: Mock, token: str, rounds: int, sec
         res[f"{alias}_e2e_p99_ms"] = statistics.median([r["latency_us"]["p99"] / 1000 for r in runs[alias]])
         res[f"{alias}_overhead_vs_mock_ms"] = e2e - res["mock_ms_p50"][alias]
         res[f"{alias}_overhead_vs_probe_ms"] = e2e - res["probe_ms_p50"]
+        res[f"{alias}_fresh_c1_p50_ms"] = base[alias]["latency_us"]["p50"] / 1000
+        res[f"{alias}_overhead_net_ms"] = e2e - res["probe_ms_p50"] - base[alias]["latency_us"]["p50"] / 1000
     return res
 
 
