@@ -149,7 +149,9 @@ class Keycloak:
 
     def start(self) -> "Keycloak":
         self.prepare()
-        env = dict(os.environ, KC_BOOTSTRAP_ADMIN_USERNAME="admin", KC_BOOTSTRAP_ADMIN_PASSWORD="admin")
+        env = dict(os.environ, KC_BOOTSTRAP_ADMIN_USERNAME="admin", KC_BOOTSTRAP_ADMIN_PASSWORD="admin",
+                   # deep stacks for the JFR profile of the fresh path (no cost unless recording)
+                   JAVA_OPTS_APPEND=(os.environ.get("JAVA_OPTS_APPEND", "") + " -XX:FlightRecorderOptions:stackdepth=512").strip())
         self.out = open(self.logfile, "w")
         self.proc = subprocess.Popen(
             [str(self.home / "bin/kc.sh"), "start-dev", "--http-host=127.0.0.1", f"--http-port={KC_PORT}",
@@ -329,7 +331,7 @@ def t_ci(values: list[float], conf: float = 0.95) -> tuple[float, float, float]:
     return m, m - h, m + h
 
 
-def phase_fresh(tokens: list[str], rounds: int, seconds: int, threads: int, conns: int) -> dict:
+def phase_fresh(tokens: list[str], rounds: int, seconds: int, threads: int, conns: int, kc: "Keycloak" = None) -> dict:
     log(f"phase 1 (fresh path): warm-up, then {rounds} interleaved rounds of {seconds} s per IdP, wrk -t{threads} -c{conns}")
     for alias in ("stock", "entra"):
         wrk(alias, tokens, threads, conns, max(5, seconds), f"fresh-warm-{alias}")
@@ -344,9 +346,54 @@ def phase_fresh(tokens: list[str], rounds: int, seconds: int, threads: int, conn
     thr = [e["rps"] / s["rps"] for s, e in zip(runs["stock"], runs["entra"])]
     p50 = [e["latency_us"]["p50"] / s["latency_us"]["p50"] for s, e in zip(runs["stock"], runs["entra"])]
     p99 = [e["latency_us"]["p99"] / s["latency_us"]["p99"] for s, e in zip(runs["stock"], runs["entra"])]
+    profile = []
+    if kc is not None and shutil.which("jfr"):
+        for alias in ("entra", "stock"):
+            try:
+                profile.append(jfr_profile(kc, alias, tokens, threads, conns, seconds))
+                p = profile[-1]
+                log(f"  JFR {alias}: {p['broker_samples']} samples in the broker endpoint, "
+                    f"{100 * p['share_in_provider']:.1f} % in dev.freshtoken")
+            except Exception as e:  # noqa: BLE001 - the profile is an extra
+                log(f"  JFR profile of {alias} failed: {e!r}")
     return {"rounds": rounds, "seconds": seconds, "threads": threads, "connections": conns, "users": len(tokens),
-            "runs": runs, "ratio_throughput": t_ci(thr), "ratio_p50": t_ci(p50), "ratio_p99": t_ci(p99),
+            "runs": runs, "profile": profile, "ratio_throughput": t_ci(thr), "ratio_p50": t_ci(p50), "ratio_p99": t_ci(p99),
             "ratios_throughput": thr, "ratios_p50": p50, "ratios_p99": p99}
+
+
+def jfr_profile(kc: "Keycloak", alias: str, tokens: list[str], threads: int, conns: int, seconds: int) -> dict:
+    """One extra fresh-path round under Java Flight Recorder (JDK built-in profiler): which
+    share of the sampled stacks run in our provider, and where (top frames)."""
+    pid = kc.java_pid()
+    jfr_file = WORK / f"fresh-{alias}.jfr"
+    jfr_file.unlink(missing_ok=True)
+    subprocess.run(["jcmd", str(pid), "JFR.start", f"name=bench-{alias}", "settings=profile", f"filename={jfr_file}"],
+                   check=True, capture_output=True, timeout=60)
+    r = wrk(alias, tokens, threads, conns, seconds, f"fresh-profiled-{alias}")
+    subprocess.run(["jcmd", str(pid), "JFR.stop", f"name=bench-{alias}"], check=True, capture_output=True, timeout=120)
+    raw = subprocess.run(["jfr", "print", "--json", "--events", "jdk.ExecutionSample,jdk.NativeMethodSample", str(jfr_file)],
+                         check=True, capture_output=True, text=True, timeout=300).stdout
+    events = json.loads(raw)["recording"]["events"]
+    total, ours, ours_top, top, ours_caller = 0, 0, {}, {}, {}
+    for ev in events:
+        frames = ((ev.get("values") or {}).get("stackTrace") or {}).get("frames") or []
+        names = [f"{f['method']['type']['name']}.{f['method']['name']}" for f in frames]
+        if not any("IdentityBrokerService" in n for n in names):
+            continue  # only request threads serving the broker token endpoint
+        total += 1
+        t = names[0] if names else "?"
+        top[t] = top.get(t, 0) + 1
+        if any(n.startswith("dev.freshtoken") for n in names):
+            ours += 1
+            # the outermost of our frames that is still ours, and the top frame
+            ours_top[t] = ours_top.get(t, 0) + 1
+            mine = next(n for n in names if n.startswith("dev.freshtoken"))
+            ours_caller[mine] = ours_caller.get(mine, 0) + 1
+    jfr_file.unlink(missing_ok=True)
+    best = lambda d: sorted(d.items(), key=lambda kv: -kv[1])[:12]  # noqa: E731
+    return {"alias": alias, "rps": r["rps"], "broker_samples": total, "samples_in_provider": ours,
+            "share_in_provider": ours / total if total else 0.0, "top_frames": best(top),
+            "top_frames_in_provider": best(ours_top), "innermost_provider_frames": best(ours_caller)}
 
 
 def probe_idp_round_trip(mock: Mock, refresh_token: str, n: int) -> list[float]:
@@ -531,7 +578,8 @@ def one_run(args, with_extension: bool) -> dict:
             if with_extension:
                 out.setdefault("answer_bytes", {})[alias] = len(r.content)
         log(f"{len(tokens)} users signed in through 'stock' and linked to 'entra'")
-        out["fresh"] = phase_fresh(tokens, args.rounds, args.seconds, args.threads, args.connections)
+        out["fresh"] = phase_fresh(tokens, args.rounds, args.seconds, args.threads, args.connections,
+                                   kc if with_extension else None)
         out["refresh"] = phase_refresh(admin, mock, tokens[0], args.refresh_rounds, args.refresh_seconds, args.delay_ms)
         out["storm"] = phase_storm(admin, mock, args.storm_n, args.delay_ms)
         time.sleep(2)
