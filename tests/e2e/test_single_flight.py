@@ -41,7 +41,7 @@ def test_fifty_concurrent_calls_for_an_expired_token_cause_one_refresh_over_thre
 
 
 def test_different_users_refresh_independently(admin, realm, mock_entra: MockEntra):
-    admin.update_idp_config(realm, "entra", minValidityToken=1)
+    admin.update_idp_config(realm, "entra", minValidityToken=1, loginHint="true")  # pass login_hint to the IdP
     mock_entra.config(access_token_lifetime_s=4, refresh_mode="strict")
     alice = login(realm, hint="alice@contoso.onmicrosoft.com")
     bob = login(realm, hint="bob@contoso.onmicrosoft.com")

@@ -30,6 +30,7 @@ import re
 import secrets
 import select
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -1022,6 +1023,10 @@ class Handler(BaseHTTPRequestHandler):
             r, _, _ = select.select([self.connection], [], [], 0)
             if not r:
                 return False
+            if isinstance(self.connection, ssl.SSLSocket):
+                # A client waiting for its answer sends nothing; what is readable is EOF or a
+                # close_notify alert. (SSLSocket.recv takes no MSG_PEEK.)
+                return True
             return self.connection.recv(1, socket.MSG_PEEK) == b""
         except OSError:
             return True
@@ -1512,6 +1517,28 @@ class Handler(BaseHTTPRequestHandler):
 class MockHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256      # the default backlog of 5 drops connections under test storms
+    tls_context: ssl.SSLContext | None = None
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        if self.tls_context is not None:
+            # The TLS handshake happens lazily, on the handler thread's first read, so a slow or
+            # rejecting client never blocks the accept loop.
+            sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError)):
+            return      # e.g. a client that does not trust the test CA aborts the handshake
+        super().handle_error(request, client_address)
+
+
+def tls_server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
 
 
 class MockEntraServer:
@@ -1543,7 +1570,8 @@ def load_config_file(path: str | None) -> dict:
         return json.load(f)
 
 
-def _make_httpd(host: str, port: int, config: dict | None) -> ThreadingHTTPServer:
+def _make_httpd(host: str, port: int, config: dict | None, tls_cert: str | None = None,
+                tls_key: str | None = None) -> ThreadingHTTPServer:
     config = config or {}
     clients = copy.deepcopy(DEFAULT_CLIENTS)
     if "clients" in config:
@@ -1560,20 +1588,26 @@ def _make_httpd(host: str, port: int, config: dict | None) -> ThreadingHTTPServe
                       domains=config.get("tenant_domains"))
     if config.get("settings"):
         state.set_config(config["settings"])
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("tls_cert and tls_key go together")
     httpd = MockHTTPServer((host, port), Handler)
+    if tls_cert:
+        httpd.tls_context = tls_server_context(tls_cert, tls_key)
     h, p = httpd.server_address[0], httpd.server_address[1]
     shown = f"[{h}]" if ":" in h else h
-    httpd.base_url = f"http://{shown}:{p}"  # type: ignore[attr-defined]
+    httpd.base_url = f"{'https' if tls_cert else 'http'}://{shown}:{p}"  # type: ignore[attr-defined]
     httpd.mock_state = state  # type: ignore[attr-defined]
     return httpd
 
 
 def start_server(host: str = "127.0.0.1", port: int = 0, config: dict | None = None,
-                 config_file: str | None = None) -> MockEntraServer:
-    """Start the mock on a background thread (port 0 = a free port)."""
+                 config_file: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None) -> MockEntraServer:
+    """Start the mock on a background thread (port 0 = a free port). With `tls_cert` + `tls_key`
+    (PEM files, e.g. from mock_entra.pki.ensure_pki) it serves HTTPS and base_url is https://."""
     cfg = dict(load_config_file(config_file))
     cfg.update(config or {})
-    httpd = _make_httpd(host, port, cfg)
+    httpd = _make_httpd(host, port, cfg, tls_cert, tls_key)
     t = threading.Thread(target=httpd.serve_forever, name="mock-entra", daemon=True)
     t.start()
     return MockEntraServer(httpd, t)
@@ -1584,12 +1618,16 @@ def main(argv=None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8099)
     ap.add_argument("--config", help="JSON file: clients, users, tenant_id, tenant_domains, settings")
+    ap.add_argument("--tls-cert", help="PEM server certificate: serve HTTPS (with --tls-key)")
+    ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = ap.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("MOCK_ENTRA_ALLOW_NON_LOOPBACK"):
         print(f"refusing to bind {args.host}: loopback only (set MOCK_ENTRA_ALLOW_NON_LOOPBACK=1 to override)",
               file=sys.stderr)
         return 2
-    httpd = _make_httpd(args.host, args.port, load_config_file(args.config))
+    httpd = _make_httpd(args.host, args.port, load_config_file(args.config), args.tls_cert, args.tls_key)
     print(f"mock-entra ready on {httpd.base_url} tenant={httpd.mock_state.home_tid} "  # type: ignore[attr-defined]
           f"client={DEFAULT_CLIENT_ID}", flush=True)
     try:

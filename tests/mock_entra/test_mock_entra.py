@@ -547,3 +547,90 @@ def test_fault_without_count_lasts_until_changed(mock):
         assert refresh(mock, rt).status_code == 503
     config(mock, fault="none")
     assert refresh(mock, rt).status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS (private test CA)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from mock_entra.pki import ensure_pki
+    return ensure_pki(tmp_path_factory.mktemp("pki"))
+
+
+def test_pki_is_idempotent_and_has_the_right_names(pki):
+    from mock_entra.pki import ensure_pki
+    import ipaddress
+    before = {p: open(p, "rb").read() for p in (pki.ca, pki.cert, pki.key)}
+    again = ensure_pki(pki.directory)
+    assert again.generated is False
+    assert {p: open(p, "rb").read() for p in (again.ca, again.cert, again.key)} == before
+    ca = x509.load_pem_x509_certificate(before[pki.ca])
+    cert = x509.load_pem_x509_certificate(before[pki.cert])
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert cert.issuer == ca.subject
+    ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                           cert.signature_hash_algorithm)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert timedelta(days=29) < cert.not_valid_after_utc - datetime.now(timezone.utc) <= timedelta(days=30)
+
+
+def test_pki_regenerates_a_broken_server_certificate(tmp_path):
+    from mock_entra.pki import ensure_pki
+    first = ensure_pki(tmp_path)
+    ca_before = open(first.ca, "rb").read()
+    open(first.cert, "w").write("garbage")
+    second = ensure_pki(tmp_path)
+    assert second.generated is True and open(second.ca, "rb").read() == ca_before   # same CA, new leaf
+    x509.load_pem_x509_certificate(open(second.cert, "rb").read())
+
+
+def test_https_is_trusted_with_the_test_ca_only(pki):
+    server = start_server(host="127.0.0.1", port=0, tls_cert=pki.cert, tls_key=pki.key)
+    try:
+        assert server.base_url.startswith("https://127.0.0.1:")
+        r = requests.get(f"{server.base_url}/_mock/health", verify=pki.ca, timeout=5)
+        assert r.status_code == 200 and r.json() == {"status": "UP"}
+        localhost = server.base_url.replace("127.0.0.1", "localhost")
+        assert requests.get(f"{localhost}/_mock/health", verify=pki.ca, timeout=5).status_code == 200
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{server.base_url}/_mock/health", timeout=5)          # system trust store only
+        # the mock keeps serving after a rejected handshake, and its URLs say https
+        disc = requests.get(f"{server.base_url}/{TENANT}/v2.0/.well-known/openid-configuration", verify=pki.ca,
+                            timeout=5).json()
+        assert disc["issuer"] == f"{server.base_url}/{TENANT}/v2.0" and disc["token_endpoint"].startswith("https://")
+        r = requests.post(f"{server.base_url}/{TENANT}/oauth2/v2.0/token", verify=pki.ca, timeout=5, data={
+            "grant_type": "client_credentials", "scope": "https://graph.microsoft.com/.default",
+            "client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET})
+        assert r.status_code == 200, r.text
+        assert claims(r.json()["access_token"])["iss"] == f"{server.base_url}/{TENANT}/v2.0"
+        # transport faults still work over TLS
+        requests.post(f"{server.base_url}/_mock/config", json={"fault": "connection_reset",
+                                                                "fault_grants": ["client_credentials"]},
+                      verify=pki.ca, timeout=5).raise_for_status()
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.post(f"{server.base_url}/{TENANT}/oauth2/v2.0/token", verify=pki.ca, timeout=5, data={
+                "grant_type": "client_credentials", "scope": "https://graph.microsoft.com/.default",
+                "client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET})
+    finally:
+        server.stop()
+
+
+def test_https_command_line(pki):
+    import subprocess
+    import sys as _sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parent / "server.py"
+    proc = subprocess.Popen([_sys.executable, str(script), "--port", "0", "--tls-cert", pki.cert, "--tls-key",
+                             pki.key], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "mock-entra ready on https://127.0.0.1:" in line, line
+        base = line.split(" ready on ")[1].split()[0]
+        assert requests.get(f"{base}/_mock/health", verify=pki.ca, timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)

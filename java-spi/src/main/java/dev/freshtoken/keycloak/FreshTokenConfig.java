@@ -27,6 +27,7 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
     public static final String CONNECT_TIMEOUT_MS = "httpConnectTimeoutMs";
     public static final String TIMEOUT_MS = "httpTimeoutMs";
     public static final String MAX_ATTEMPTS = "refreshMaxAttempts";
+    public static final String MAX_RESPONSE_BYTES = "httpMaxResponseBytes";
     /** Comma/space separated client IDs allowed to read this IdP's tokens; empty: any client Keycloak lets through. */
     public static final String ALLOWED_CLIENTS = "tokenReaderClients";
     /** Set once when the IdP is first saved, so creation-time defaults are applied only once. */
@@ -62,6 +63,10 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
 
     public int timeoutMs() {
         return intSetting(TIMEOUT_MS, 10_000, 100, 120_000);
+    }
+
+    public int maxResponseBytes() {
+        return intSetting(MAX_RESPONSE_BYTES, 1_048_576, 4_096, 16_777_216);
     }
 
     public int maxAttempts() {
@@ -130,6 +135,7 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
         checkInt(CONNECT_TIMEOUT_MS, 100, 60_000, "HTTP connect timeout");
         checkInt(TIMEOUT_MS, 100, 120_000, "HTTP timeout");
         checkInt(MAX_ATTEMPTS, 1, 10, "Refresh attempts");
+        checkInt(MAX_RESPONSE_BYTES, 4_096, 16_777_216, "Maximum IdP answer size");
         super.validate(realm);
     }
 

@@ -311,6 +311,15 @@ final class TokenService {
             idp.put("connect_timeout_ms", config.connectTimeoutMs());
             idp.put("timeout_ms", config.timeoutMs());
             idp.put("max_attempts", config.maxAttempts());
+            idp.put("max_body_bytes", config.maxResponseBytes());
+            Outbound.init(session);
+            if (Outbound.caFile() != null) {
+                idp.put("ca_file", Outbound.caFile());
+            }
+            String proxy = Outbound.proxyFor(config.getTokenUrl());
+            if (proxy != null) {
+                idp.put("proxy_url", proxy);
+            }
         }
         return req.toString();
     }
