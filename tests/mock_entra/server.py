@@ -1299,14 +1299,34 @@ class Handler(BaseHTTPRequestHandler):
         claims = self.st.key.verify(assertion)
         if claims is None:
             raise OAuthError(400, "invalid_grant", 50013,
-                             "Assertion failed signature validation. [Reason - The key was not found.]")
+                             "Assertion failed signature validation. [Reason - The key was not found., Thumbprint "
+                             "of key used by client: 'unknown', Please visit the Azure Portal, Graph Explorer or "
+                             "directly use MS Graph to see configured keys for app Id '00000000-0000-0000-0000-"
+                             "000000000000'. Review the documentation at https://docs.microsoft.com/en-us/graph/"
+                             "deployments to determine the corresponding service endpoint and https://docs."
+                             "microsoft.com/en-us/graph/api/application-get?view=graph-rest-1.0&tabs=http to build "
+                             "a query request URL, such as 'https://graph.microsoft.com/beta/applications/"
+                             "00000000-0000-0000-0000-000000000000'].")
         aud = claims.get("aud")
+        if aud in (GRAPH_APP_ID, GRAPH_URI):
+            # Real Graph tokens carry a `nonce` header, so Entra cannot verify them as an assertion:
+            # it answers AADSTS50013 signature validation, never the audience error.
+            header = json.loads(b64url_decode(assertion.split(".")[0]))
+            thumb = b64url_decode(header.get("x5t", "")).hex().upper()
+            raise OAuthError(400, "invalid_grant", 50013,
+                             f"Assertion failed signature validation. [Reason - Key was found, but use of the key "
+                             f"to verify the signature failed., Thumbprint of key used by client: '{thumb}', Found "
+                             f"key 'Start={datetime.now(timezone.utc) - timedelta(days=1):%m/%d/%Y %H:%M:%S}, "
+                             f"End={datetime.now(timezone.utc) + timedelta(days=365):%m/%d/%Y %H:%M:%S}'].")
         expected = {client_id, f"api://{client_id}"} | set(client_cfg.get("identifier_uris", []))
         if aud not in expected:
-            raise OAuthError(400, "invalid_grant", 50013,
+            raise OAuthError(400, "invalid_grant", 500131,
                              f"Assertion audience does not match the Client app presenting the assertion. The "
                              f"audience in the assertion was '{aud}' and the expected audience is '{client_id}' or "
-                             f"one of the Application Id URIs of this application.")
+                             f"one of the Application Uris of this application with App ID '{client_id}'"
+                             f"({client_cfg.get('name', client_id)}). The downstream client must request a token "
+                             f"for the expected audience (the application that made the OBO request) and this "
+                             f"application should use that token as the assertion.")
         now = time.time()
         if claims.get("exp", 0) < now:
             raise OAuthError(400, "invalid_grant", 500133,
@@ -1491,6 +1511,12 @@ class Handler(BaseHTTPRequestHandler):
             n = st.revoke_user(upn)
             self.log_line(f"control revoke user={upn} families={n}")
             return json_reply(200, {"revoked_families": n, "user": upn})
+        if path == "/_mock/users" and method == "GET":
+            with st.lock:
+                users = [{"upn": u["upn"], "oid": u["oid"], "name": u["name"], "given_name": u.get("given_name"),
+                          "family_name": u.get("family_name"), "email": u.get("email", u["upn"])}
+                         for u in st.users.values()]
+            return json_reply(200, {"tenant_id": st.home_tid, "users": users})
         if path == "/_mock/issued" and method == "GET":
             with st.lock:
                 return json_reply(200, copy.deepcopy(st.issued))

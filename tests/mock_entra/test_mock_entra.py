@@ -634,3 +634,62 @@ def test_https_command_line(pki):
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# OBO assertion errors, throttled client credentials
+# ---------------------------------------------------------------------------------------------
+
+def _obo(mock, assertion, client_id=API_CLIENT_ID, secret=API_CLIENT_SECRET):
+    return requests.post(token_url(mock), timeout=5, data={
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "requested_token_use": "on_behalf_of",
+        "scope": "https://graph.microsoft.com/User.Read", "client_id": client_id, "client_secret": secret,
+        "assertion": assertion})
+
+
+def test_obo_assertion_for_another_app_is_500131(mock):
+    rt = login(mock)["refresh_token"]
+    api_token = refresh(mock, rt, scope=f"api://{API_CLIENT_ID}/access_as_user").json()["access_token"]
+    assert claims(api_token)["aud"] == API_CLIENT_ID
+    # presented by the broker app (c1), not by the API it was issued for
+    body = assert_entra_error(_obo(mock, api_token, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET), 400, "invalid_grant",
+                              500131)
+    assert ("Assertion audience does not match the Client app presenting the assertion. The audience in the "
+            f"assertion was '{API_CLIENT_ID}' and the expected audience is '{DEFAULT_CLIENT_ID}'"
+            in body["error_description"])
+    # the app it was issued for may use it
+    assert _obo(mock, api_token).status_code == 200
+
+
+def test_obo_assertion_meant_for_graph_fails_signature_validation_50013(mock):
+    rt = login(mock)["refresh_token"]
+    graph_token = refresh(mock, rt, scope="https://graph.microsoft.com/User.Read").json()["access_token"]
+    body = assert_entra_error(_obo(mock, graph_token), 400, "invalid_grant", 50013)
+    assert body["error_description"].startswith("AADSTS50013: Assertion failed signature validation. [Reason - ")
+    x5t = json.loads(b64d(graph_token.split(".")[0]))["x5t"]
+    assert f"Thumbprint of key used by client: '{b64d(x5t).hex().upper()}'" in body["error_description"]
+    # not a token of this authority at all
+    assert_entra_error(_obo(mock, graph_token[:-8] + "AAAAAAAA"), 400, "invalid_grant", 50013)
+
+
+def test_obo_expired_assertion_is_500133(mock):
+    rt = login(mock)["refresh_token"]
+    config(mock, access_token_lifetime_s=-60)
+    api_token = refresh(mock, rt, scope=f"api://{API_CLIENT_ID}/access_as_user").json()["access_token"]
+    assert_entra_error(_obo(mock, api_token), 400, "invalid_grant", 500133)
+
+
+def test_http429_fault_for_client_credentials(mock):
+    config(mock, fault="http429", fault_count=2, fault_grants=["client_credentials"], retry_after_s=11)
+    cc = {"grant_type": "client_credentials", "scope": "https://graph.microsoft.com/.default",
+          "client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
+    rt = login(mock)["refresh_token"]
+    assert refresh(mock, rt).status_code == 200                   # refresh is not in fault_grants now
+    for _ in range(2):
+        r = requests.post(token_url(mock), data=cc, timeout=5)
+        assert_entra_error(r, 429, "temporarily_unavailable", 90055)
+        assert r.headers["Retry-After"] == "11"
+    assert requests.post(token_url(mock), data=cc, timeout=5).status_code == 200     # count used up
+    s = stats(mock)
+    assert s["by_grant_outcome"]["client_credentials"] == {"fault:http429": 2, "ok": 1}
+    assert s["by_grant_outcome"]["refresh_token"] == {"ok": 1} and s["faults_served"] == 2
