@@ -107,6 +107,14 @@ pub struct IdpConfig {
     pub max_attempts: Option<u32>,
     #[serde(default)]
     pub deadline_ms: Option<u64>,
+    /// Path of a PEM bundle of extra trusted root certificates, added to the default roots
+    /// (contract 1 addition). Absent or `""`: default roots only.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Absent: proxy from the environment; `""`: no proxy; a URL: every request of this
+    /// call through that proxy (contract 1 addition).
+    #[serde(default)]
+    pub proxy_url: Option<crate::secret::SecretValue>,
 }
 
 fn positive<T: PartialOrd + Default + Copy>(v: Option<T>, default: T) -> T {
@@ -135,6 +143,14 @@ impl IdpConfig {
     /// The client secret, when one is configured (empty counts as none).
     pub fn secret(&self) -> Option<&SecretValue> {
         self.client_secret.as_ref().filter(|s| !s.is_empty())
+    }
+    /// How requests to this IdP leave the process (pooled client key).
+    pub fn transport(&self) -> crate::http::Transport<'_> {
+        crate::http::Transport {
+            connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms()),
+            ca_file: self.ca_file.as_deref(),
+            proxy_url: self.proxy_url.as_ref().map(crate::secret::SecretValue::expose),
+        }
     }
     /// The refresh scope, when non-empty after trimming.
     pub fn scope(&self) -> Option<&str> {

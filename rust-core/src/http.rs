@@ -1,10 +1,11 @@
 //! How one form POST reaches the token endpoint: pooled blocking clients, timeouts,
 //! no redirects, a hard cap on the response body.
 //!
-//! One client per connect-timeout value is created lazily and kept for the life of the
-//! process (so connections are pooled across calls). Proxies come from the environment
-//! (`HTTPS_PROXY`, `NO_PROXY`, …) as reqwest does by default; TLS is rustls with the
-//! platform's root certificates.
+//! One client per [`Transport`] (connect timeout, extra CA bundle, proxy setting) is
+//! created lazily and kept for the life of the process (so connections are pooled across
+//! calls). Proxies come from the environment (`HTTPS_PROXY`, `NO_PROXY`, …) as reqwest
+//! does by default, unless the request names one or none; TLS is rustls with the
+//! platform's root certificates plus, optionally, the certificates of a PEM bundle.
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -14,17 +15,64 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 
+use sha2::{Digest as _, Sha256};
+
 use crate::grant::TokenRequest;
 
-/// The clients, by connect timeout in milliseconds.
-static CLIENTS: LazyLock<Mutex<HashMap<u64, Client>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The pooled clients, by what they were built with.
+static CLIENTS: LazyLock<Mutex<HashMap<ClientKey, Client>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// At most this many pooled clients; when full, the pool starts over.
+const MAX_CLIENTS: usize = 32;
+
+/// A PEM bundle larger than this is refused (a real bundle is a few hundred KB).
+const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How requests leave the process: which pooled client to use.
+#[derive(Clone, Copy)]
+pub struct Transport<'a> {
+    pub connect_timeout: Duration,
+    /// Path of a PEM bundle of extra trusted roots, added to the default ones.
+    pub ca_file: Option<&'a str>,
+    /// `None`: proxy from the environment; `Some("")`: no proxy; `Some(url)`: that proxy.
+    pub proxy_url: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Transport<'_> {
+    /// A proxy URL may carry credentials: only whether one is set is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proxy = match self.proxy_url {
+            None => "environment",
+            Some("") => "none",
+            Some(_) => "explicit",
+        };
+        f.debug_struct("Transport")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ca_file", &self.ca_file)
+            .field("proxy", &proxy)
+            .finish()
+    }
+}
+
+/// The pool key: connect timeout, CA file path and the SHA-256 of its contents (so a
+/// re-exported truststore gets a new client), proxy setting.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    connect_timeout_ms: u64,
+    ca_file: Option<(String, [u8; 32])>,
+    proxy_url: Option<String>,
+}
+
+/// A local configuration problem found before any network call (unreadable CA bundle,
+/// unusable proxy URL). The text names the problem and the CA file path, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError(pub String);
 
 const USER_AGENT: &str = concat!("fresh-token-core/", env!("CARGO_PKG_VERSION"));
 
-/// Limits for one request.
+/// Limits for one request (the connect timeout belongs to the [`Transport`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    pub connect_timeout: Duration,
     /// Total time for the request, body included.
     pub timeout: Duration,
     pub max_body_bytes: u64,
@@ -79,30 +127,103 @@ pub enum HttpFailure {
     Io(String),
 }
 
-fn client_for(connect_timeout: Duration) -> Result<Client, HttpFailure> {
-    let key = connect_timeout.as_millis() as u64;
+/// The extra roots of a PEM bundle: every `CERTIFICATE` block, each checked to be a
+/// usable trust anchor. An empty bundle, or one with a broken block, is an error.
+pub fn read_ca_bundle(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    use rustls_pki_types::pem::{PemObject as _, SectionKind};
+    let mut ders = Vec::new();
+    for (i, item) in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem).enumerate() {
+        match item {
+            Ok((SectionKind::Certificate, der)) => {
+                let cert = rustls_pki_types::CertificateDer::from(der.as_slice());
+                if webpki::anchor_from_trusted_cert(&cert).is_err() {
+                    return Err(format!("PEM block {} is not a valid X.509 certificate", i + 1));
+                }
+                ders.push(der);
+            }
+            Ok(_) => {}
+            // The PEM error can quote a line of the file: not passed on.
+            Err(_) => return Err(format!("PEM block {} is malformed", i + 1)),
+        }
+    }
+    if ders.is_empty() {
+        return Err("it holds no PEM certificate".into());
+    }
+    Ok(ders)
+}
+
+fn read_ca_file(path: &str) -> Result<(Vec<Vec<u8>>, [u8; 32]), TransportError> {
+    let bad = |what: String| TransportError(format!("The CA certificate file '{path}' cannot be used: {what}."));
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if meta.len() > MAX_CA_FILE_BYTES {
+        return Err(bad(format!("it is larger than {MAX_CA_FILE_BYTES} bytes")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let ders = read_ca_bundle(&bytes).map_err(bad)?;
+    Ok((ders, Sha256::digest(&bytes).into()))
+}
+
+/// The pooled client for this transport, built on first use. Reads (and checks) the CA
+/// file on every call, so a broken file is reported before any network call.
+pub fn client(t: &Transport<'_>) -> Result<Client, TransportError> {
+    let ca = match t.ca_file.map(str::trim).filter(|p| !p.is_empty()) {
+        Some(path) => Some((path, read_ca_file(path)?)),
+        None => None,
+    };
+    let key = ClientKey {
+        connect_timeout_ms: t.connect_timeout.as_millis() as u64,
+        ca_file: ca.as_ref().map(|(p, (_, digest))| ((*p).to_string(), *digest)),
+        proxy_url: t.proxy_url.map(|p| p.trim().to_string()),
+    };
     let mut map = CLIENTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(c) = map.get(&key) {
         return Ok(c.clone());
     }
-    let client = Client::builder()
-        .connect_timeout(connect_timeout)
+    let mut builder = Client::builder()
+        .connect_timeout(t.connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(USER_AGENT)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| HttpFailure::Tls(format!("cannot build HTTP client: {}", chain(&e))))?;
+        .pool_idle_timeout(Duration::from_secs(60));
+    if let Some((_, (ders, _))) = &ca {
+        let mut certs = Vec::with_capacity(ders.len());
+        for der in ders {
+            certs.push(
+                reqwest::Certificate::from_der(der)
+                    .map_err(|e| TransportError(format!("A CA certificate cannot be used: {}.", chain(&e))))?,
+            );
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    match key.proxy_url.as_deref() {
+        None => {}
+        Some("") => builder = builder.no_proxy(),
+        Some(url) => {
+            // reqwest's error would quote the URL, which may hold proxy credentials.
+            let usable = reqwest::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()));
+            if !usable {
+                return Err(TransportError("The proxy URL (idp.proxy_url) is not an http(s) URL with a host.".into()));
+            }
+            let proxy = reqwest::Proxy::all(url)
+                .map_err(|_| TransportError("The proxy URL (idp.proxy_url) is not a usable URL.".into()))?;
+            builder = builder.proxy(proxy);
+        }
+    }
+    let client =
+        builder.build().map_err(|e| TransportError(format!("The HTTP client cannot be built: {}.", chain(&e))))?;
+    if map.len() >= MAX_CLIENTS {
+        map.clear();
+    }
     map.insert(key, client.clone());
     Ok(client)
 }
 
 /// POSTs a form to `url` and reads the answer within `limits`.
-pub fn post_form(url: &str, req: &TokenRequest, limits: Limits) -> Result<HttpResponse, HttpFailure> {
+pub fn post_form(client: &Client, url: &str, req: &TokenRequest, limits: Limits) -> Result<HttpResponse, HttpFailure> {
     let parsed = reqwest::Url::parse(url).map_err(|e| HttpFailure::InvalidUrl(format!("token URL: {e}")))?;
     if !matches!(parsed.scheme(), "https" | "http") {
         return Err(HttpFailure::InvalidUrl(format!("token URL scheme '{}' is not http(s)", parsed.scheme())));
     }
-    let client = client_for(limits.connect_timeout)?;
     let started = Instant::now();
     let mut rb = client
         .post(parsed)
@@ -218,4 +339,36 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ca_bundle_without_certificates_or_with_a_broken_one_is_refused() {
+        assert!(read_ca_bundle(b"").unwrap_err().contains("no PEM certificate"));
+        assert!(read_ca_bundle(b"-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n").is_err());
+        assert!(read_ca_bundle(b"-----BEGIN CERTIFICATE-----\n!!!\n").is_err());
+    }
+
+    #[test]
+    fn debug_of_transport_never_shows_the_proxy_url() {
+        let t = Transport {
+            connect_timeout: Duration::from_secs(1),
+            ca_file: None,
+            proxy_url: Some("http://u:PROXY-PASS@p:3128"),
+        };
+        assert!(!format!("{t:?}").contains("PROXY-PASS"));
+    }
+
+    proptest! {
+        #[test]
+        fn read_ca_bundle_never_panics(s in ".*") {
+            let _ = read_ca_bundle(s.as_bytes());
+            let framed = format!("-----BEGIN CERTIFICATE-----\n{s}\n-----END CERTIFICATE-----\n");
+            let _ = read_ca_bundle(framed.as_bytes());
+        }
+    }
 }

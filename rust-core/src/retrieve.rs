@@ -143,17 +143,19 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
         }
     };
     let token_request = refresh_request(idp, auth, rt);
+    let client = match crate::http::client(&idp.transport()) {
+        Ok(c) => c,
+        Err(e) => {
+            diag.push("outbound HTTP settings unusable (ca_file / proxy_url)".into());
+            return err_answer(ErrorCode::IdpMisconfigured, e.0, None, None, diag);
+        }
+    };
     let started = Instant::now();
     let mut last_status = None;
     let finished = crate::retry::run(retry_policy(idp), &mut diag, |timeout| {
-        let limits = Limits {
-            // Not cut to the attempt's timeout: clients are pooled per connect timeout, and
-            // the total timeout bounds the connect phase too.
-            connect_timeout: Duration::from_millis(idp.connect_timeout_ms()),
-            timeout,
-            max_body_bytes: idp.max_body_bytes(),
-        };
-        match post_form(&idp.token_url, &token_request, limits) {
+        // The connect timeout is the pooled client's; the total timeout bounds it too.
+        let limits = Limits { timeout, max_body_bytes: idp.max_body_bytes() };
+        match post_form(&client, &idp.token_url, &token_request, limits) {
             Ok(resp) => {
                 last_status = Some(resp.status);
                 classify_response(&resp, SystemTime::now())
