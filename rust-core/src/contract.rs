@@ -34,6 +34,48 @@ pub struct Request {
     /// Needed for `retrieve` when a refresh is due; may be omitted for `check`.
     #[serde(default)]
     pub idp: Option<IdpConfig>,
+    /// A token for one resource, minted from the stored refresh token and kept under
+    /// `fresh_token_resources` in the stored token (contract 1 addition).
+    #[serde(default)]
+    pub resource: Option<ResourceRequest>,
+    /// On-behalf-of / token exchange for a downstream API (contract 1 addition).
+    #[serde(default)]
+    pub obo: Option<OboRequest>,
+}
+
+/// `"resource": {"scope": …, "refresh_scope": …}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResourceRequest {
+    /// The requested scope string; also the key of the cached entry.
+    pub scope: String,
+    /// Sent as `scope` on the refresh request; absent or empty: `scope`.
+    #[serde(default)]
+    pub refresh_scope: Option<String>,
+}
+
+/// `"obo": {…}`: the middle tier exchanging the user's token for a downstream one.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OboRequest {
+    /// The middle-tier client that performs the exchange.
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<SecretValue>,
+    #[serde(default)]
+    pub client_auth: Option<String>,
+    /// The user's token is requested for this scope first (its audience must be the
+    /// middle tier), e.g. `api://<middle-tier>/.default`.
+    pub assertion_scope: String,
+    /// The downstream scope, e.g. `https://graph.microsoft.com/.default`.
+    pub scope: String,
+    /// `entra_obo` (default) or `token_exchange`.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+impl OboRequest {
+    pub fn secret(&self) -> Option<&SecretValue> {
+        self.client_secret.as_ref().filter(|s| !s.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -245,7 +287,7 @@ impl Serialize for RedactedJson {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct ErrAnswer {
     pub code: crate::errors::ErrorCode,
     /// The HTTP status the app should see; fixed per code.
@@ -257,6 +299,11 @@ pub struct ErrAnswer {
     pub upstream: Option<Upstream>,
     pub retry_after_s: Option<u64>,
     pub diag: Vec<String>,
+    /// Rarely present (OBO only): the stored token changed before the failure (the user's
+    /// assertion token was refreshed, maybe with a rotated refresh token) and must be
+    /// written all the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<RedactedJson>,
 }
 
 /// What the IdP answered, reduced to what is safe to show and log.

@@ -36,29 +36,63 @@ pub struct TokenRequest {
     pub authorization: Option<SecretValue>,
 }
 
-/// `grant_type=refresh_token&refresh_token=…&client_id=…[&client_secret=…][&scope=…]`.
+/// Who authenticates at the token endpoint, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    pub client_id: &'a str,
+    /// `None` for a public client (empty secrets count as none).
+    pub secret: Option<&'a SecretValue>,
+    pub auth: ClientAuth,
+}
+
+impl<'a> Credentials<'a> {
+    /// The broker client of `idp`.
+    pub fn of_idp(idp: &'a IdpConfig, auth: ClientAuth) -> Self {
+        Credentials { client_id: &idp.client_id, secret: idp.secret(), auth }
+    }
+}
+
+/// A token request: the grant's own pairs, then client authentication, then `scope`
+/// when non-empty.
 ///
 /// Without a client secret (public client) `client_id` goes in the body whatever the
 /// method. With `client_secret_basic` neither id nor secret is in the body.
-pub fn refresh_request(idp: &IdpConfig, auth: ClientAuth, refresh_token: &str) -> TokenRequest {
-    let mut pairs: Vec<(&str, &str)> = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+pub fn token_request(creds: &Credentials<'_>, grant: &[(&str, &str)], scope: Option<&str>) -> TokenRequest {
+    let mut pairs: Vec<(&str, &str)> = grant.to_vec();
     let mut authorization = None;
-    match (idp.secret(), auth) {
+    match (creds.secret, creds.auth) {
         (Some(secret), ClientAuth::Basic) => {
-            let raw = format!("{}:{}", form::encode(&idp.client_id), form::encode(secret.expose()));
+            let raw = format!("{}:{}", form::encode(creds.client_id), form::encode(secret.expose()));
             let b64 = base64::engine::general_purpose::STANDARD.encode(raw.as_bytes());
             authorization = Some(SecretValue::new(format!("Basic {b64}")));
         }
         (Some(secret), ClientAuth::Post) => {
-            pairs.push(("client_id", &idp.client_id));
+            pairs.push(("client_id", creds.client_id));
             pairs.push(("client_secret", secret.expose()));
         }
-        (None, _) => pairs.push(("client_id", &idp.client_id)),
+        (None, _) => pairs.push(("client_id", creds.client_id)),
     }
-    if let Some(scope) = idp.scope() {
+    if let Some(scope) = scope.map(str::trim).filter(|s| !s.is_empty()) {
         pairs.push(("scope", scope));
     }
     TokenRequest { body: SecretValue::new(form::encode_pairs(pairs)), authorization }
+}
+
+/// `grant_type=refresh_token&refresh_token=…&client_id=…[&client_secret=…][&scope=…]`
+/// with the broker client of `idp` and `idp.refresh_scope`.
+pub fn refresh_request(idp: &IdpConfig, auth: ClientAuth, refresh_token: &str) -> TokenRequest {
+    refresh_request_with_scope(idp, auth, refresh_token, idp.scope())
+}
+
+/// A refresh_token grant with the given scope (a resource's `refresh_scope`).
+pub fn refresh_request_with_scope(
+    idp: &IdpConfig,
+    auth: ClientAuth,
+    refresh_token: &str,
+    scope: Option<&str>,
+) -> TokenRequest {
+    let grant = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+    token_request(&Credentials::of_idp(idp, auth), &grant, scope)
 }
 
 #[cfg(test)]

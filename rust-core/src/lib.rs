@@ -12,6 +12,7 @@ pub mod grant;
 pub mod http;
 pub mod jni_bridge;
 pub mod jwt;
+pub mod resource;
 pub mod retrieve;
 pub mod retry;
 pub mod secret;

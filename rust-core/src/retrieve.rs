@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 use crate::contract::{
     Action, Answer, CONTRACT_VERSION, ErrAnswer, IdpConfig, OkAnswer, Op, Policy, RedactedJson, Request, Upstream,
 };
-use crate::errors::{ErrorCode, classify_failure, classify_response};
+use crate::errors::{ErrorCode, Failure, Outcome, classify_failure, classify_response};
 use crate::freshness::{Decision, decide};
-use crate::grant::{ClientAuth, refresh_request};
+use crate::grant::{ClientAuth, TokenRequest, refresh_request};
 use crate::http::{Limits, post_form};
 use crate::retry::{BACKOFF_BASE, Finished, RetryPolicy};
 use crate::stored::{ACCESS_TOKEN_EXPIRATION, StoredToken, non_empty_str, number_or_string};
@@ -30,6 +30,7 @@ pub fn err_answer(
         upstream,
         retry_after_s,
         diag,
+        store: None,
     })
 }
 
@@ -56,6 +57,9 @@ pub fn handle(req: &Request) -> Answer {
             );
         }
     };
+    if let Some(res) = &req.resource {
+        return crate::resource::handle(req, &stored, res);
+    }
     let now = req.now;
     let expiry = stored.expiry();
     let min_validity = req.policy.min_validity_s();
@@ -143,30 +147,11 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
         }
     };
     let token_request = refresh_request(idp, auth, rt);
-    let client = match crate::http::client(&idp.transport()) {
-        Ok(c) => c,
-        Err(e) => {
-            diag.push("outbound HTTP settings unusable (ca_file / proxy_url)".into());
-            return err_answer(ErrorCode::IdpMisconfigured, e.0, None, None, diag);
-        }
+    let Exchanged { finished, upstream_ms, last_status } = match exchange(idp, &mut diag, || Ok(token_request.clone()))
+    {
+        Ok(x) => x,
+        Err(description) => return local_misconfiguration(description, diag),
     };
-    let started = Instant::now();
-    let mut last_status = None;
-    let finished = crate::retry::run(retry_policy(idp), &mut diag, |timeout| {
-        // The connect timeout is the pooled client's; the total timeout bounds it too.
-        let limits = Limits { timeout, max_body_bytes: idp.max_body_bytes() };
-        match post_form(&client, &idp.token_url, &token_request, limits) {
-            Ok(resp) => {
-                last_status = Some(resp.status);
-                classify_response(&resp, SystemTime::now())
-            }
-            Err(f) => {
-                last_status = None;
-                classify_failure(&f)
-            }
-        }
-    });
-    let upstream_ms = started.elapsed().as_millis() as u64;
     match finished {
         Finished::Success { body, attempts } => {
             let merged = merge(stored, body, req.now, req.policy.default_lifetime_s());
@@ -218,6 +203,56 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
             diag,
         ),
     }
+}
+
+/// What the attempts at the token endpoint came to.
+pub(crate) struct Exchanged {
+    pub finished: Finished,
+    /// Time spent on all attempts and waits.
+    pub upstream_ms: u64,
+    /// HTTP status of the last answer, when one arrived.
+    pub last_status: Option<u16>,
+}
+
+/// POSTs `make()`'s request (built anew for every attempt) to `idp.token_url` with the
+/// retry policy of `idp`. `Err` is the description of a local configuration problem
+/// (CA file, proxy URL) found before any network call. A request that cannot be built
+/// ends the attempts as `idp_misconfigured`.
+pub(crate) fn exchange(
+    idp: &IdpConfig,
+    diag: &mut Vec<String>,
+    mut make: impl FnMut() -> Result<TokenRequest, String>,
+) -> Result<Exchanged, String> {
+    let client = crate::http::client(&idp.transport()).map_err(|e| e.0)?;
+    let started = Instant::now();
+    let mut last_status = None;
+    let finished = crate::retry::run(retry_policy(idp), diag, |timeout| {
+        let token_request = match make() {
+            Ok(r) => r,
+            Err(why) => {
+                return Outcome::Failed(Failure { code: ErrorCode::IdpMisconfigured, upstream: None, reason: why });
+            }
+        };
+        // The connect timeout is the pooled client's; the total timeout bounds it too.
+        let limits = Limits { timeout, max_body_bytes: idp.max_body_bytes() };
+        match post_form(&client, &idp.token_url, &token_request, limits) {
+            Ok(resp) => {
+                last_status = Some(resp.status);
+                classify_response(&resp, SystemTime::now())
+            }
+            Err(f) => {
+                last_status = None;
+                classify_failure(&f)
+            }
+        }
+    });
+    Ok(Exchanged { finished, upstream_ms: started.elapsed().as_millis() as u64, last_status })
+}
+
+/// `idp_misconfigured` for a local configuration problem, with its own description.
+pub(crate) fn local_misconfiguration(description: String, mut diag: Vec<String>) -> Answer {
+    diag.push("idp_misconfigured: local settings unusable, no network call".into());
+    err_answer(ErrorCode::IdpMisconfigured, description, None, None, diag)
 }
 
 /// The stored access token has a known expiry still in the future.
@@ -291,6 +326,17 @@ pub fn merge(
             m.insert("id_token".into(), Value::from(old));
         }
     }
+    for key in crate::resource::EXTENSION_KEYS {
+        match previous.fields.get(key) {
+            Some(v) => {
+                m.insert(key.to_string(), v.clone());
+            }
+            None => {
+                // The IdP has no business sending these; never let it plant tokens there.
+                m.shift_remove(key);
+            }
+        }
+    }
     let expires_in = m.get("expires_in").and_then(number_or_string).filter(|e| *e > 0);
     let expiry = match expires_in {
         Some(e) => now.saturating_add(e),
@@ -307,6 +353,9 @@ pub fn merge(
 /// lifetime removed unless asked for, id token removed unless allowed.
 pub fn app_response(fields: &Map<String, Value>, expiry: Option<i64>, now: i64, policy: &Policy) -> Map<String, Value> {
     let mut r = fields.clone();
+    for key in crate::resource::EXTENSION_KEYS {
+        r.shift_remove(key);
+    }
     match expiry {
         Some(e) => {
             r.insert("expires_in".into(), Value::from(e.saturating_sub(now).max(0)));

@@ -1,0 +1,425 @@
+//! Tokens per resource from one refresh token (Entra: one refresh token mints tokens for
+//! any resource, one resource per request), kept inside the stored token JSON.
+//!
+//! `fresh_token_resources` maps the requested scope string to a token object
+//! `{access_token, token_type, scope, expires_in, accessTokenExpiration, …extras}`; stock
+//! Keycloak ignores the unknown top-level key, so the row stays readable by stock code.
+
+use serde_json::{Map, Value};
+
+use crate::contract::{Action, Answer, OkAnswer, Policy, RedactedJson, Request, ResourceRequest, Upstream};
+use crate::errors::ErrorCode;
+use crate::freshness::{Decision, decide};
+use crate::grant::{ClientAuth, refresh_request_with_scope};
+use crate::retrieve::{Exchanged, err_answer, exchange, local_misconfiguration};
+use crate::retry::Finished;
+use crate::stored::{ACCESS_TOKEN_EXPIRATION, StoredToken, non_empty_str, number_or_string};
+
+/// Top-level key of the per-resource tokens.
+pub const RESOURCES_KEY: &str = "fresh_token_resources";
+/// Top-level key of the on-behalf-of / token-exchange results.
+pub const OBO_KEY: &str = "fresh_token_obo";
+/// Our keys in the stored token: kept across top-level refreshes, never in a response.
+pub const EXTENSION_KEYS: [&str; 2] = [RESOURCES_KEY, OBO_KEY];
+/// At most this many entries per map; when full, the entry expiring first goes.
+pub const MAX_ENTRIES: usize = 16;
+
+/// Fields of an IdP answer never kept in an entry nor shown with it.
+const NOT_IN_ENTRY: [&str; 3] = ["refresh_token", "refresh_expires_in", "id_token"];
+
+/// The entry `key` of the map `map_key`, when it is an object with an access token.
+pub fn entry<'a>(fields: &'a Map<String, Value>, map_key: &str, key: &str) -> Option<&'a Map<String, Value>> {
+    let e = fields.get(map_key)?.as_object()?.get(key)?.as_object()?;
+    non_empty_str(e, "access_token").map(|_| e)
+}
+
+/// Expiry of an entry: `accessTokenExpiration` when > 0, else the JWT `exp`, else unknown.
+pub fn entry_expiry(e: &Map<String, Value>) -> Option<i64> {
+    e.get(ACCESS_TOKEN_EXPIRATION)
+        .and_then(number_or_string)
+        .filter(|x| *x > 0)
+        .or_else(|| non_empty_str(e, "access_token").and_then(crate::jwt::exp))
+}
+
+/// The expiry used for decisions: an absent entry counts as long expired.
+fn decision_expiry(e: Option<&Map<String, Value>>) -> Option<i64> {
+    match e {
+        Some(e) => entry_expiry(e),
+        None => Some(0),
+    }
+}
+
+/// An entry from an IdP answer: `expires_in` as a number, `accessTokenExpiration` set
+/// (from `expires_in`, else JWT `exp`, else the default lifetime), no refresh or id token.
+pub fn new_entry(mut body: Map<String, Value>, now: i64, default_lifetime_s: i64) -> (Map<String, Value>, i64) {
+    for k in NOT_IN_ENTRY.iter().chain(EXTENSION_KEYS.iter()) {
+        body.shift_remove(*k);
+    }
+    match body.get("expires_in").map(number_or_string) {
+        Some(Some(n)) => {
+            body.insert("expires_in".into(), Value::from(n));
+        }
+        Some(None) => {
+            body.shift_remove("expires_in");
+        }
+        None => {}
+    }
+    let expiry = match body.get("expires_in").and_then(number_or_string).filter(|e| *e > 0) {
+        Some(e) => now.saturating_add(e),
+        None => non_empty_str(&body, "access_token")
+            .and_then(crate::jwt::exp)
+            .unwrap_or_else(|| now.saturating_add(default_lifetime_s)),
+    };
+    body.insert(ACCESS_TOKEN_EXPIRATION.into(), Value::from(expiry));
+    (body, expiry)
+}
+
+/// Puts `entry` under `map_key`/`key`; a map that is not an object starts over; when the
+/// map is full, the entry expiring first (unknown expiry first of all) goes.
+pub fn insert_bounded(fields: &mut Map<String, Value>, map_key: &str, key: &str, entry: Map<String, Value>) {
+    if !fields.get(map_key).is_some_and(Value::is_object) {
+        fields.insert(map_key.to_string(), Value::Object(Map::new()));
+    }
+    let Some(Value::Object(map)) = fields.get_mut(map_key) else { return };
+    if !map.contains_key(key) {
+        while map.len() >= MAX_ENTRIES {
+            let earliest = map
+                .iter()
+                .min_by_key(|(_, v)| v.as_object().and_then(entry_expiry).unwrap_or(i64::MIN))
+                .map(|(k, _)| k.clone());
+            match earliest {
+                Some(k) => {
+                    map.shift_remove(&k);
+                }
+                None => break,
+            }
+        }
+    }
+    map.insert(key.to_string(), Value::Object(entry));
+}
+
+/// What the app receives for an entry: its fields, `expires_in` remaining (absent when
+/// unknown), `token_type` defaulted to `Bearer`; never a refresh or id token.
+pub fn entry_response(e: &Map<String, Value>, expiry: Option<i64>, now: i64) -> Map<String, Value> {
+    let policy = Policy { include_refresh_token: Some(false), include_id_token: Some(false), ..Policy::default() };
+    crate::retrieve::app_response(e, expiry, now, &policy)
+}
+
+/// A resource token the caller can use, and what changed on the way.
+pub(crate) struct Got {
+    pub entry: Map<String, Value>,
+    pub expiry: Option<i64>,
+    /// The whole new stored token, when it changed.
+    pub fields: Option<Map<String, Value>>,
+    pub upstream_ms: Option<u64>,
+}
+
+/// A fresh token for resource `key` (refresh scope `refresh_scope`), refreshing it with the
+/// top-level refresh token when due. `Err` is the answer to give now: an error, or for
+/// `check` the `refresh` decision.
+#[allow(clippy::result_large_err)] // the Err is the answer itself, built once per call
+pub(crate) fn ensure(
+    req: &Request,
+    stored: &StoredToken,
+    key: &str,
+    refresh_scope: &str,
+    diag: &mut Vec<String>,
+) -> Result<Got, Answer> {
+    let now = req.now;
+    let min_validity = req.policy.min_validity_s();
+    let current = entry(&stored.fields, RESOURCES_KEY, key);
+    let expiry = decision_expiry(current);
+    let rt = stored.refresh_token();
+    let left = |e: i64| e.saturating_sub(now);
+    match decide(expiry, rt.is_some(), now, min_validity) {
+        Decision::Serve => {
+            diag.push(match expiry {
+                Some(e) => format!("resource token: {} s left", left(e)),
+                None => "resource token: expiry unknown and no refresh token".into(),
+            });
+            let entry = current.cloned().unwrap_or_default();
+            Ok(Got { entry, expiry, fields: None, upstream_ms: None })
+        }
+        Decision::Reauth => {
+            diag.push("reauth: resource token missing or expired, no refresh token".into());
+            Err(err_answer(
+                ErrorCode::ReauthRequired,
+                "No token for the requested resource and no refresh token is stored; the user must sign in again.",
+                None,
+                None,
+                std::mem::take(diag),
+            ))
+        }
+        Decision::Refresh => {
+            diag.push(match (current, expiry) {
+                (None, _) => "resource token refresh due: none stored".into(),
+                (Some(_), Some(e)) => format!("resource token refresh due: {} s left", left(e)),
+                (Some(_), None) => "resource token refresh due: expiry unknown".into(),
+            });
+            if req.op == crate::contract::Op::Check {
+                return Err(Answer::Ok(OkAnswer {
+                    action: Action::Refresh,
+                    response: None,
+                    store: None,
+                    upstream_ms: None,
+                    expires_at: expiry.filter(|_| current.is_some()),
+                    diag: std::mem::take(diag),
+                }));
+            }
+            refresh(req, stored, key, refresh_scope, current, diag)
+        }
+    }
+}
+
+#[allow(clippy::result_large_err)]
+fn refresh(
+    req: &Request,
+    stored: &StoredToken,
+    key: &str,
+    refresh_scope: &str,
+    current: Option<&Map<String, Value>>,
+    diag: &mut Vec<String>,
+) -> Result<Got, Answer> {
+    let take = |d: &mut Vec<String>| std::mem::take(d);
+    let Some(idp) = &req.idp else {
+        return Err(err_answer(
+            ErrorCode::InternalError,
+            "A refresh is due but the request has no `idp` settings.",
+            None,
+            None,
+            take(diag),
+        ));
+    };
+    let Some(rt) = stored.refresh_token() else {
+        return Err(err_answer(ErrorCode::ReauthRequired, "No refresh token is stored.", None, None, take(diag)));
+    };
+    let auth = match ClientAuth::parse(idp.client_auth.as_deref()) {
+        Ok(a) => a,
+        Err(method) => {
+            diag.push(format!("client authentication method '{method}' is not supported"));
+            return Err(err_answer(
+                ErrorCode::IdpMisconfigured,
+                ErrorCode::IdpMisconfigured.upstream_description(),
+                None,
+                None,
+                take(diag),
+            ));
+        }
+    };
+    let token_request = refresh_request_with_scope(idp, auth, rt, Some(refresh_scope));
+    let Exchanged { finished, upstream_ms, last_status } = match exchange(idp, diag, || Ok(token_request.clone())) {
+        Ok(x) => x,
+        Err(description) => return Err(local_misconfiguration(description, take(diag))),
+    };
+    let still_valid = current.and_then(entry_expiry).is_some_and(|e| e > req.now);
+    match finished {
+        Finished::Success { body, attempts } => {
+            let new_rt = non_empty_str(&body, "refresh_token").map(str::to_owned);
+            let new_rt_life = body.get("refresh_expires_in").and_then(number_or_string);
+            let (entry, expiry) = new_entry(body, req.now, req.policy.default_lifetime_s());
+            if expiry <= req.now {
+                diag.push("refresh answer holds an access token that is already expired".into());
+                let up = Upstream { status: last_status, ..Upstream::default() };
+                return Err(err_answer(
+                    ErrorCode::UpstreamError,
+                    ErrorCode::UpstreamError.upstream_description(),
+                    Some(up),
+                    None,
+                    take(diag),
+                ));
+            }
+            let mut fields = stored.fields.clone();
+            let rotated = match new_rt {
+                Some(new_rt) => {
+                    let rotated = new_rt != rt;
+                    fields.insert("refresh_token".into(), Value::from(new_rt));
+                    match new_rt_life {
+                        Some(n) => fields.insert("refresh_expires_in".into(), Value::from(n)),
+                        None => fields.shift_remove("refresh_expires_in"),
+                    };
+                    if rotated { "rotated" } else { "kept" }
+                }
+                None => "kept",
+            };
+            insert_bounded(&mut fields, RESOURCES_KEY, key, entry.clone());
+            let status = last_status.map_or_else(|| "-".to_string(), |s| s.to_string());
+            diag.push(format!(
+                "resource token refreshed: upstream {status} in {upstream_ms} ms (attempt {attempts}), refresh token {rotated}, {} s valid",
+                expiry.saturating_sub(req.now)
+            ));
+            Ok(Got { entry, expiry: Some(expiry), fields: Some(fields), upstream_ms: Some(upstream_ms) })
+        }
+        Finished::Failed(f) if f.code == ErrorCode::UpstreamError && still_valid => {
+            diag.push(f.reason);
+            Ok(serve_still_valid(req.now, current, upstream_ms, diag))
+        }
+        Finished::RetryLater { .. } if still_valid => Ok(serve_still_valid(req.now, current, upstream_ms, diag)),
+        Finished::Failed(f) => {
+            diag.push(f.reason);
+            Err(err_answer(f.code, f.code.upstream_description(), f.upstream, None, take(diag)))
+        }
+        Finished::RetryLater { upstream, retry_after_s, .. } => Err(err_answer(
+            ErrorCode::RetryLater,
+            ErrorCode::RetryLater.upstream_description(),
+            upstream,
+            Some(retry_after_s),
+            take(diag),
+        )),
+    }
+}
+
+fn serve_still_valid(now: i64, current: Option<&Map<String, Value>>, upstream_ms: u64, diag: &mut Vec<String>) -> Got {
+    let entry = current.cloned().unwrap_or_default();
+    let expiry = entry_expiry(&entry);
+    let left = expiry.unwrap_or(now).saturating_sub(now);
+    diag.push(format!("refresh failed; serving the stored resource token, still valid for {left} s"));
+    Got { entry, expiry, fields: None, upstream_ms: Some(upstream_ms) }
+}
+
+/// `check` / `retrieve` with `"resource"`.
+pub fn handle(req: &Request, stored: &StoredToken, res: &ResourceRequest) -> Answer {
+    let key = res.scope.trim();
+    if key.is_empty() {
+        return err_answer(ErrorCode::InternalError, "`resource.scope` is empty.", None, None, vec![]);
+    }
+    let refresh_scope = res.refresh_scope.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(key);
+    let mut diag = Vec::new();
+    match ensure(req, stored, key, refresh_scope, &mut diag) {
+        Ok(got) => ok_answer(got, req.now, diag),
+        Err(answer) => answer,
+    }
+}
+
+/// `serve` or `refreshed` (when the stored token changed) with the entry as response.
+pub(crate) fn ok_answer(got: Got, now: i64, diag: Vec<String>) -> Answer {
+    let store = got.fields.as_ref().map(|f| RedactedJson(serde_json::to_string(f).unwrap_or_default()));
+    Answer::Ok(OkAnswer {
+        action: if store.is_some() { Action::Refreshed } else { Action::Serve },
+        response: Some(entry_response(&got.entry, got.expiry, now)),
+        store,
+        upstream_ms: got.upstream_ms,
+        expires_at: got.expiry,
+        diag,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_764_100_000;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn check(stored: Value, resource: Value) -> Value {
+        let req: Request = serde_json::from_value(
+            json!({"v":1,"op":"check","now":NOW,"stored":stored.to_string(),"resource":resource}),
+        )
+        .unwrap();
+        serde_json::from_str(&crate::retrieve::handle(&req).to_json()).unwrap()
+    }
+
+    #[test]
+    fn fresh_resource_entry_is_served_without_refresh_or_id_token() {
+        let st = json!({"access_token":"top","refresh_token":"rt","id_token":"id","accessTokenExpiration": NOW - 100,
+            RESOURCES_KEY: {"api://x/.default": {"access_token":"res","token_type":"Bearer","expires_in":3600,
+                "accessTokenExpiration": NOW + 1000, "refresh_token":"leak"}}});
+        let a = check(st, json!({"scope":"api://x/.default"}));
+        assert_eq!(a["ok"]["action"], "serve", "{a}");
+        let r = &a["ok"]["response"];
+        assert_eq!(r["access_token"], "res");
+        assert_eq!(r["expires_in"], 1000);
+        assert!(r.get("refresh_token").is_none() && r.get("id_token").is_none());
+        assert_eq!(a["ok"]["expires_at"], NOW + 1000);
+    }
+
+    #[test]
+    fn missing_or_stale_entry_with_refresh_token_answers_refresh_on_check() {
+        let st = json!({"access_token":"top","refresh_token":"rt","accessTokenExpiration": NOW + 5000});
+        assert_eq!(check(st.clone(), json!({"scope":"s"}))["ok"]["action"], "refresh");
+        let mut st2 = st;
+        st2[RESOURCES_KEY] = json!({"s": {"access_token":"r","accessTokenExpiration": NOW + 30}});
+        assert_eq!(check(st2, json!({"scope":"s"}))["ok"]["action"], "refresh");
+    }
+
+    #[test]
+    fn missing_entry_without_refresh_token_is_reauth_required() {
+        let st = json!({"access_token":"top","accessTokenExpiration": NOW + 5000});
+        assert_eq!(check(st, json!({"scope":"s"}))["err"]["code"], "reauth_required");
+    }
+
+    #[test]
+    fn top_level_serve_never_shows_the_extension_maps() {
+        let st = json!({"access_token":"top","accessTokenExpiration": NOW + 5000,
+            RESOURCES_KEY: {"s": {"access_token":"r"}}, OBO_KEY: {"c s": {"access_token":"o"}}});
+        let req: Request =
+            serde_json::from_value(json!({"v":1,"op":"check","now":NOW,"stored":st.to_string()})).unwrap();
+        let a: Value = serde_json::from_str(&crate::retrieve::handle(&req).to_json()).unwrap();
+        let r = &a["ok"]["response"];
+        assert_eq!(r["access_token"], "top");
+        assert!(r.get(RESOURCES_KEY).is_none() && r.get(OBO_KEY).is_none(), "{r}");
+    }
+
+    #[test]
+    fn new_entry_drops_refresh_and_id_tokens_and_sets_expiration() {
+        let (e, exp) = new_entry(
+            obj(
+                json!({"access_token":"a","refresh_token":"r","refresh_expires_in":9,"id_token":"i","expires_in":"3599","ext_expires_in":"3599","scope":"s"}),
+            ),
+            NOW,
+            300,
+        );
+        assert_eq!(exp, NOW + 3599);
+        assert_eq!(e["expires_in"], 3599);
+        assert_eq!(e["ext_expires_in"], "3599");
+        assert_eq!(e[ACCESS_TOKEN_EXPIRATION], NOW + 3599);
+        for k in NOT_IN_ENTRY {
+            assert!(e.get(k).is_none(), "{k}");
+        }
+    }
+
+    #[test]
+    fn insert_bounded_keeps_at_most_16_and_drops_the_earliest_expiry() {
+        let mut f = Map::new();
+        for i in 0..MAX_ENTRIES as i64 {
+            insert_bounded(
+                &mut f,
+                RESOURCES_KEY,
+                &format!("k{i}"),
+                obj(json!({"access_token":"a","accessTokenExpiration": NOW + 100 + i})),
+            );
+        }
+        // Replacing an existing key never evicts.
+        insert_bounded(&mut f, RESOURCES_KEY, "k3", obj(json!({"access_token":"a","accessTokenExpiration": NOW + 1})));
+        assert_eq!(f[RESOURCES_KEY].as_object().unwrap().len(), MAX_ENTRIES);
+        insert_bounded(&mut f, RESOURCES_KEY, "new", obj(json!({"access_token":"a","accessTokenExpiration": NOW})));
+        let m = f[RESOURCES_KEY].as_object().unwrap();
+        assert_eq!(m.len(), MAX_ENTRIES);
+        assert!(m.contains_key("new") && !m.contains_key("k3") && m.contains_key("k0"));
+    }
+
+    #[test]
+    fn insert_bounded_replaces_a_map_that_is_not_an_object() {
+        let mut f = obj(json!({RESOURCES_KEY: "garbage"}));
+        insert_bounded(&mut f, RESOURCES_KEY, "s", obj(json!({"access_token":"a"})));
+        assert_eq!(f[RESOURCES_KEY]["s"]["access_token"], "a");
+    }
+
+    proptest! {
+        #[test]
+        fn resource_check_never_panics_on_odd_maps(map in ".{0,40}", key in ".{0,10}", exp in any::<i64>(), now in any::<i64>()) {
+            let garbage: Value = serde_json::from_str(&map).unwrap_or(Value::String(map.clone()));
+            for m in [garbage, json!({key.clone(): {"access_token": "a", "accessTokenExpiration": exp}}), json!({key.clone(): 5})] {
+                let st = json!({"access_token":"t","refresh_token":"rt", RESOURCES_KEY: m, OBO_KEY: map.clone()});
+                let req = json!({"v":1,"op":"check","now":now,"stored":st.to_string(),"resource":{"scope":key.clone()},
+                    "obo":null});
+                let out: Value = serde_json::from_str(&crate::call(&req.to_string())).unwrap();
+                prop_assert!(out.get("ok").is_some() || out.get("err").is_some());
+            }
+        }
+    }
+}
