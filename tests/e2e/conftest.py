@@ -84,10 +84,24 @@ def mock_entra():
         server.stop()
 
 
+# Feature set of the second phase: the V2 broker endpoint (V1 and V2 are versions of one
+# Keycloak feature and cannot be on together) and legacy token exchange with fine-grained
+# permissions (to prove that our IdPs refuse stock exchange of their stored tokens).
+PHASE2_FEATURES = "identity-brokering-api:v2,token-exchange:v1,admin-fine-grained-authz:v1"
+_current_features = {"value": ""}
+
+
 def kc_restart(**extra) -> None:
     """Restart the shared Keycloak with other settings, keeping its database (realms, events)."""
     kc("stop")
     kc("start", KC_KEEP_DATA="1", **extra)
+    _current_features["value"] = extra.get("KC_FEATURES", "")
+
+
+def ensure_features(features: str) -> None:
+    """Restart the shared Keycloak only if it runs with another feature set."""
+    if _current_features["value"] != features:
+        kc_restart(KC_FEATURES=features)
 
 
 @pytest.fixture(scope="session")

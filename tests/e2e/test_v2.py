@@ -1,6 +1,6 @@
 """The V2 endpoint (POST /realms/{realm}/broker/{alias}/token, Keycloak 26.6+, feature
 identity-brokering-api:v2). V1 and V2 are two versions of one Keycloak feature and cannot be
-enabled on the same server, so this module restarts the shared Keycloak with V2 on."""
+enabled on the same server, so this module restarts the shared Keycloak with V2 on (see conftest.PHASE2_FEATURES)."""
 from __future__ import annotations
 
 import time
@@ -9,16 +9,14 @@ import pytest
 
 from support.keycloak import broker_token_v2
 
-from .conftest import KC_BASE, MockEntra, kc_restart
+from .conftest import KC_BASE, PHASE2_FEATURES, MockEntra, ensure_features
 from .test_broker_token import claims, login, sleep_until
 from .test_single_flight import CALLERS, storm
 
 
 @pytest.fixture(scope="module", autouse=True)
 def v2_keycloak(keycloak):
-    kc_restart(KC_FEATURES="identity-brokering-api:v2")
-    yield
-    kc_restart()
+    ensure_features(PHASE2_FEATURES)
 
 
 def test_v2_endpoint_refreshes_expired_token(admin, realm, mock_entra: MockEntra):

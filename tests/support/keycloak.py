@@ -101,12 +101,14 @@ class _FormParser:
 
 
 def browser_login(kc_base: str, realm: str, idp_alias: str, client_id: str, client_secret: str,
-                  login_hint: str | None = None, redirect_uri: str = "http://127.0.0.1:1/callback") -> Login:
-    """Log a user in at Keycloak through the IdP, as a browser would, and exchange the code."""
+                  login_hint: str | None = None, redirect_uri: str = "http://127.0.0.1:1/callback",
+                  credentials: tuple[str, str] | None = None) -> Login:
+    """Log a user in at Keycloak through the IdP, as a browser would, and exchange the code.
+    `credentials` fill a username/password form on the way (an IdP that is itself Keycloak)."""
     params = {"kc_idp_hint": idp_alias}
     if login_hint:
         params["login_hint"] = login_hint
-    return _authorize(requests.Session(), kc_base, realm, client_id, client_secret, redirect_uri, params)
+    return _authorize(requests.Session(), kc_base, realm, client_id, client_secret, redirect_uri, params, credentials)
 
 
 def link_idp(kc_base: str, realm: str, login: Login, idp_alias: str,
@@ -117,7 +119,8 @@ def link_idp(kc_base: str, realm: str, login: Login, idp_alias: str,
                       {"kc_action": f"idp_link:{idp_alias}"})
 
 
-def _authorize(s: requests.Session, kc_base, realm, client_id, client_secret, redirect_uri, extra: dict) -> Login:
+def _authorize(s: requests.Session, kc_base, realm, client_id, client_secret, redirect_uri, extra: dict,
+               credentials: tuple[str, str] | None = None) -> Login:
     params = {"client_id": client_id, "redirect_uri": redirect_uri, "response_type": "code",
               "scope": "openid", "state": secrets.token_urlsafe(8)}
     params.update(extra)
@@ -148,6 +151,8 @@ def _authorize(s: requests.Session, kc_base, realm, client_id, client_secret, re
             for k, v in (("firstName", "Test"), ("lastName", "User"), ("email", "user@example.org")):
                 if k in fields and not fields[k]:
                     fields[k] = v
+            if credentials and "password" in fields:
+                fields["username"], fields["password"] = credentials
             url, method, data = urllib.parse.urljoin(url, action), "POST", fields
             continue
         raise AssertionError(f"login stopped at {r.status_code} {url}: {r.text[:800]}")
