@@ -57,6 +57,18 @@ pub fn handle(req: &Request) -> Answer {
             );
         }
     };
+    if let Some(obo) = &req.obo {
+        if req.resource.is_some() {
+            return err_answer(
+                ErrorCode::InternalError,
+                "A request names either `resource` or `obo`, not both.",
+                None,
+                None,
+                vec![],
+            );
+        }
+        return crate::resource::handle_obo(req, &stored, obo);
+    }
     if let Some(res) = &req.resource {
         return crate::resource::handle(req, &stored, res);
     }

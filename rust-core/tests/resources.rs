@@ -42,7 +42,11 @@ fn store_of(a: &Value) -> Value {
 
 fn assert_clean(a: &Value) {
     let mut text = a["ok"]["diag"].to_string();
-    text.push_str(&a["err"].to_string());
+    let mut err = a["err"].clone();
+    if let Some(e) = err.as_object_mut() {
+        e.remove("store");
+    }
+    text.push_str(&err.to_string());
     text.push_str(&a["ok"]["response"].to_string());
     for s in [OLD_RT, NEW_RT, SECRET, TOP_AT] {
         assert!(!text.contains(s), "{s} leaked: {text}");
@@ -139,4 +143,137 @@ async fn rejected_refresh_token_for_a_resource_is_reauth_required_and_nothing_st
     let a = call(request(&server, &stored(), json!({"resource": {"scope": API}}))).await;
     assert_eq!(a["err"]["code"], "reauth_required", "{a}");
     assert!(a["err"].get("store").is_none());
+}
+
+const ASSERT_AT: &str = "AT-ASSERT-sample-0006";
+const OBO_AT: &str = "AT-OBO-sample-0007";
+const MID_SECRET: &str = "MID-SECRET-sample-0008";
+const GRAPH: &str = "https://graph.microsoft.com/.default";
+
+fn obo(mode: &str) -> Value {
+    json!({"obo": {"client_id": "middle", "client_secret": MID_SECRET, "assertion_scope": API, "scope": GRAPH, "mode": mode}})
+}
+
+async fn mount_refresh(server: &MockServer, n: u64) {
+    Mock::given(method("POST"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token_type":"Bearer","scope":API,"expires_in":3599,"access_token":ASSERT_AT,"refresh_token":NEW_RT})))
+        .expect(n)
+        .mount(server)
+        .await;
+}
+
+fn bodies(reqs: &[wiremock::Request]) -> Vec<String> {
+    reqs.iter().map(|r| String::from_utf8(r.body.clone()).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_obo_gets_the_assertion_token_first_then_exchanges_it_and_stores_both() {
+    let server = MockServer::start().await;
+    mount_refresh(&server, 1).await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("requested_token_use=on_behalf_of"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token_type":"Bearer","scope":"User.Read","expires_in":"3599","ext_expires_in":"3599",
+            "access_token":OBO_AT,"refresh_token":"RT-OBO-never-kept"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let a = call(request(&server, &stored(), obo("entra_obo"))).await;
+    assert_eq!(a["ok"]["action"], "refreshed", "{a}");
+    assert_eq!(a["ok"]["response"]["access_token"], OBO_AT);
+    assert_eq!(a["ok"]["response"]["expires_in"], 3599);
+    assert!(a["ok"]["response"].get("refresh_token").is_none());
+    assert_clean(&a);
+    assert!(!a["ok"]["diag"].to_string().contains(MID_SECRET) && !a["ok"]["diag"].to_string().contains(ASSERT_AT));
+
+    let b = bodies(&server.received_requests().await.unwrap());
+    assert_eq!(b.len(), 2);
+    assert!(b[0].contains("scope=api%3A%2F%2Fmiddle%2F.default+offline_access"), "{}", b[0]);
+    assert_eq!(
+        b[1],
+        format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={ASSERT_AT}&requested_token_use=on_behalf_of&client_id=middle&client_secret={MID_SECRET}&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default"
+        )
+    );
+
+    let st = store_of(&a);
+    assert_eq!(st["refresh_token"], NEW_RT);
+    assert_eq!(st["access_token"], TOP_AT);
+    assert_eq!(st["fresh_token_resources"][API]["access_token"], ASSERT_AT);
+    let e = &st["fresh_token_obo"][format!("middle {GRAPH}")];
+    assert_eq!(e["access_token"], OBO_AT);
+    assert_eq!(e["accessTokenExpiration"], NOW + 3599);
+    assert!(e.get("refresh_token").is_none());
+
+    // Served from the row now: no further upstream call (expect(1) on both mocks).
+    let again = call(request(&server, &st, obo("entra_obo"))).await;
+    assert_eq!(again["ok"]["action"], "serve", "{again}");
+    assert_eq!(again["ok"]["response"]["access_token"], OBO_AT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_exchange_mode_sends_rfc8693_fields_with_a_fresh_stored_assertion_token() {
+    let server = MockServer::start().await;
+    mount_refresh(&server, 0).await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("token-exchange"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token":OBO_AT,"expires_in":300,"issued_token_type":"urn:ietf:params:oauth:token-type:access_token"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut st = stored();
+    st["fresh_token_resources"] = json!({API: {"access_token": ASSERT_AT, "accessTokenExpiration": NOW + 2000}});
+    let mut r = obo("token_exchange");
+    r["obo"]["client_auth"] = json!("client_secret_basic");
+    let a = call(request(&server, &st, r)).await;
+    assert_eq!(a["ok"]["action"], "refreshed", "{a}");
+    let reqs = server.received_requests().await.unwrap();
+    assert_eq!(
+        bodies(&reqs)[0],
+        format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={ASSERT_AT}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default"
+        )
+    );
+    assert!(reqs[0].headers.get("authorization").unwrap().to_str().unwrap().starts_with("Basic "));
+    let s = store_of(&a);
+    assert_eq!(s["fresh_token_obo"][format!("middle {GRAPH}")]["issued_token_type"], TOKEN_TYPE);
+}
+
+const TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn obo_errors_are_classified_and_a_refreshed_assertion_is_stored_all_the_same() {
+    for (aadsts, code) in [(50013, "idp_misconfigured"), (65001, "consent_required"), (500131, "idp_misconfigured")] {
+        let server = MockServer::start().await;
+        mount_refresh(&server, 1).await;
+        Mock::given(method("POST"))
+            .and(body_string_contains("on_behalf_of"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+                "error":"invalid_grant","error_description":format!("AADSTS{aadsts}: nope"),"error_codes":[aadsts]})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let a = call(request(&server, &stored(), obo("entra_obo"))).await;
+        assert_eq!(a["err"]["code"], code, "{a}");
+        assert_eq!(a["err"]["upstream"]["error_codes"][0], aadsts);
+        let st: Value = serde_json::from_str(a["err"]["store"].as_str().expect("store on err")).unwrap();
+        assert_eq!(st["refresh_token"], NEW_RT);
+        assert_eq!(st["fresh_token_resources"][API]["access_token"], ASSERT_AT);
+        assert!(st.get("fresh_token_obo").is_none());
+        assert_clean(&a);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn obo_check_answers_refresh_and_unknown_mode_is_idp_misconfigured() {
+    let server = MockServer::start().await;
+    let mut r: Value = serde_json::from_str(&request(&server, &stored(), obo("entra_obo"))).unwrap();
+    r["op"] = json!("check");
+    assert_eq!(call(r.to_string()).await["ok"]["action"], "refresh");
+    let a = call(request(&server, &stored(), obo("magic"))).await;
+    assert_eq!(a["err"]["code"], "idp_misconfigured");
+    assert!(server.received_requests().await.unwrap().is_empty());
 }
