@@ -27,7 +27,8 @@ pub struct Request {
     pub op: Op,
     /// Keycloak's clock, epoch seconds.
     pub now: i64,
-    /// `FEDERATED_IDENTITY.TOKEN` exactly as stored.
+    /// `FEDERATED_IDENTITY.TOKEN` exactly as stored (absent for `app_token`: empty).
+    #[serde(default)]
     pub stored: TokenValue,
     #[serde(default)]
     pub policy: Policy,
@@ -41,6 +42,9 @@ pub struct Request {
     /// On-behalf-of / token exchange for a downstream API (contract 1 addition).
     #[serde(default)]
     pub obo: Option<OboRequest>,
+    /// `app_token` only: the scope of the app-only token (contract 1 addition).
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// `"resource": {"scope": …, "refresh_scope": …}`.
@@ -85,6 +89,9 @@ pub enum Op {
     Check,
     /// Decide, and refresh when needed.
     Retrieve,
+    /// An app-only token (client_credentials), cached in process memory.
+    #[serde(rename = "app_token")]
+    AppToken,
 }
 
 /// What the app may see and when to refresh. Every field may be absent or null; the
@@ -287,7 +294,7 @@ impl Serialize for RedactedJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ErrAnswer {
     pub code: crate::errors::ErrorCode,
     /// The HTTP status the app should see; fixed per code.

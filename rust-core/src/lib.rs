@@ -4,6 +4,7 @@
 //! envelope back; `docs/CONTRACT.md` is the contract. Everything but `jni_bridge` is plain
 //! Rust and testable without a JVM.
 
+pub mod app;
 pub mod contract;
 pub mod errors;
 pub mod form;

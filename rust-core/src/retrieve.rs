@@ -45,6 +45,9 @@ pub fn handle(req: &Request) -> Answer {
             vec![],
         );
     }
+    if req.op == Op::AppToken {
+        return crate::app::handle(req);
+    }
     let stored = match StoredToken::parse(req.stored.expose()) {
         Ok(s) => s,
         Err(e) => {
@@ -108,7 +111,7 @@ pub fn handle(req: &Request) -> Answer {
                     expires_at: expiry,
                     diag: vec![why],
                 }),
-                Op::Retrieve => refresh(req, &stored, vec![why]),
+                Op::Retrieve | Op::AppToken => refresh(req, &stored, vec![why]),
             }
         }
     }
