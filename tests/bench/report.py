@@ -199,21 +199,21 @@ def main() -> int:
         pj = json.loads((out / "profile-fresh.json").read_text())
         prof, prof_src = pj["profile"], f"a separate short run ({pj.get('command', '?')}, {pj.get('started', '?')})"
     if prof:
-        w(f"JFR profile of one extra fresh-path round per IdP ({prof_src}; Java Flight Recorder, stacks of request "
-          "threads inside the broker token endpoint):\n")
+        w(f"JFR profile of one extra fresh-path round per IdP ({prof_src}; Java Flight Recorder, stacks of Keycloak's "
+          "request threads):\n")
         for p in prof:
-            w(f"- `{p['alias']}` at {p['rps']:.0f} req/s: {p['broker_samples']} samples, "
+            w(f"- `{p['alias']}` at {p['rps']:.0f} req/s: {p['request_samples']} samples, "
               f"{100 * p['share_in_provider']:.1f} % with a `dev.freshtoken` frame.")
         w("")
         for p in prof:
             w(f"Top frames, `{p['alias']}`:\n\n```")
             for name, n in p["top_frames"]:
-                w(f"{100 * n / max(1, p['broker_samples']):5.1f} %  {name}")
+                w(f"{100 * n / max(1, p['request_samples']):5.1f} %  {name}")
             w("```\n")
             if p.get("innermost_provider_frames"):
                 w(f"Innermost provider frame of the samples in our code, `{p['alias']}`:\n\n```")
                 for name, n in p["innermost_provider_frames"]:
-                    w(f"{100 * n / max(1, p['broker_samples']):5.1f} %  {name}")
+                    w(f"{100 * n / max(1, p['request_samples']):5.1f} %  {name}")
                 w("```\n")
 
     w("## 2. Refresh path: every call refreshes\n")
