@@ -191,7 +191,11 @@ def main() -> int:
           f"{per_req_us:.0f} us of CPU. Our provider adds, per fresh call, the request build + JNI call + answer parse "
           f"measured by JMH as `fullDecisionWithJackson` = {jmh['fullDecisionWithJackson']['p50']:.1f} us p50 "
           f"({100 * jmh['fullDecisionWithJackson']['p50'] / per_req_us:.1f} % of a request), of which the JNI call "
-          f"itself is {jmh['jniCheckFresh']['p50']:.1f} us (profile in section 4).\n")
+          f"itself is {jmh['jniCheckFresh']['p50']:.1f} us (profile in section 4). The measured gap is "
+          f"{100 * (1 / fr['ratio_throughput'][0] - 1):.0f} % more CPU per request, so the core call explains only part "
+          "of it; the rest is in the provider's Java path around it (not yet profiled: `--jfr` is experimental). "
+          "A candidate: on V1 the provider looks the user up by federated identity (a query) on every call, "
+          "before the freshness check, although only the refresh path needs the user.\n")
 
     prof = fr.get("profile") or []
     prof_src = "this run"
