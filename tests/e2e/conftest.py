@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from mock_entra.pki import ensure_pki
 from mock_entra.server import start_server
 from support.keycloak import KeycloakAdmin
+from support.proxy import Proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 KC_SCRIPT = ROOT / "keycloak-dist" / "keycloak.sh"
@@ -24,6 +26,10 @@ MOCK_CLIENT_SECRET = "mock-secret-c1"
 APP_CLIENT = "demo-app"
 APP_SECRET = "demo-app-secret"
 REDIRECT_URI = "http://127.0.0.1:1/callback"
+WORK = ROOT / "tests" / ".work"
+# Keycloak's own outbound settings for the whole run (set by the `outbound` fixture): a private
+# test CA in its truststore, and an outgoing proxy for the host name "localhost" only.
+_kc_extra_args = {"value": ""}
 
 
 class MockEntra:
@@ -61,7 +67,7 @@ def _grant_count(stats: dict, grant: str) -> int:
 
 def kc_env(**extra) -> dict:
     env = dict(os.environ)
-    env.update({"KC_PORT": str(KC_PORT), "KC_MGMT_PORT": str(KC_MGMT_PORT)})
+    env.update({"KC_PORT": str(KC_PORT), "KC_MGMT_PORT": str(KC_MGMT_PORT), "KC_EXTRA_ARGS": _kc_extra_args["value"]})
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -105,7 +111,21 @@ def ensure_features(features: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def keycloak():
+def outbound():
+    """The private CA (Keycloak trusts it through --truststore-paths) and the test proxy
+    (Keycloak's proxy-mappings send requests for host 'localhost' through it)."""
+    pki = ensure_pki(WORK / "pki")
+    proxy = Proxy()
+    _kc_extra_args["value"] = (f"--truststore-paths={pki.ca} "
+                               f"--spi-connections-http-client--default--proxy-mappings=localhost;{proxy.url}")
+    try:
+        yield pki, proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def keycloak(outbound):
     kc("clean-log")
     kc("start")
     try:

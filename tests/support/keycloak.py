@@ -102,13 +102,18 @@ class _FormParser:
 
 def browser_login(kc_base: str, realm: str, idp_alias: str, client_id: str, client_secret: str,
                   login_hint: str | None = None, redirect_uri: str = "http://127.0.0.1:1/callback",
-                  credentials: tuple[str, str] | None = None) -> Login:
+                  credentials: tuple[str, str] | None = None, verify: bool | str = True) -> Login:
     """Log a user in at Keycloak through the IdP, as a browser would, and exchange the code.
-    `credentials` fill a username/password form on the way (an IdP that is itself Keycloak)."""
+    `credentials` fill a username/password form on the way (an IdP that is itself Keycloak);
+    `verify` is the CA bundle the "browser" trusts for https IdPs."""
     params = {"kc_idp_hint": idp_alias}
     if login_hint:
         params["login_hint"] = login_hint
-    return _authorize(requests.Session(), kc_base, realm, client_id, client_secret, redirect_uri, params, credentials)
+    browser = requests.Session()
+    if verify is not True:
+        browser.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment overrides `verify`
+    browser.verify = verify
+    return _authorize(browser, kc_base, realm, client_id, client_secret, redirect_uri, params, credentials)
 
 
 def link_idp(kc_base: str, realm: str, login: Login, idp_alias: str,

@@ -1,0 +1,80 @@
+"""The core's calls to the IdP trust what Keycloak trusts and take Keycloak's outgoing proxy.
+
+Keycloak runs with --truststore-paths=<private test CA> and a proxy mapping that sends the
+host 'localhost' through a test proxy (see conftest.outbound)."""
+from __future__ import annotations
+
+import pytest
+
+from mock_entra.server import start_server
+from support.keycloak import broker_token_v1, browser_login
+
+from .conftest import APP_CLIENT, APP_SECRET, KC_BASE, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET, REDIRECT_URI, TENANT
+from .test_broker_token import claims, login, sleep_until
+
+
+TLS_CA = [True]
+
+
+@pytest.fixture(scope="module")
+def tls_mock(outbound):
+    pki, _ = outbound
+    TLS_CA[0] = pki.ca
+    server = start_server(host="127.0.0.1", port=0, tls_cert=pki.cert, tls_key=pki.key)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _session():
+    import requests
+    s = requests.Session()
+    s.trust_env = False  # REQUESTS_CA_BUNDLE from the environment would override `verify`
+    s.verify = TLS_CA[0]
+    return s
+
+
+def _config(server, **kw):
+    _session().post(f"{server.base_url}/_mock/config", json=kw, timeout=10).raise_for_status()
+
+
+def _refreshes(server) -> int:
+    return int(_session().get(f"{server.base_url}/_mock/stats", timeout=10).json()["by_grant"].get("refresh_token", 0))
+
+
+def test_refresh_against_an_idp_with_a_certificate_from_keycloaks_truststore(admin, realm, tls_mock, outbound):
+    assert tls_mock.base_url.startswith("https://")
+    assert admin.create_idp(realm, "entra-tls", "entra-oidc", {
+        "entraTenant": TENANT, "entraAuthorityHost": tls_mock.base_url, "clientId": MOCK_CLIENT_ID,
+        "clientSecret": MOCK_CLIENT_SECRET, "minValidityToken": "1", "syncMode": "IMPORT"}).status_code == 201
+    _config(tls_mock, access_token_lifetime_s=3)
+    user = browser_login(KC_BASE, realm, "entra-tls", APP_CLIENT, APP_SECRET, redirect_uri=REDIRECT_URI,
+                         verify=outbound[0].ca)
+    first = broker_token_v1(KC_BASE, realm, "entra-tls", user)
+    assert first.status_code == 200, first.text
+    sleep_until(claims(first.json()["access_token"])["exp"] + 1)
+    before = _refreshes(tls_mock)
+    r = broker_token_v1(KC_BASE, realm, "entra-tls", user)
+    assert r.status_code == 200, r.text
+    assert r.json()["access_token"] != first.json()["access_token"]
+    assert _refreshes(tls_mock) == before + 1
+
+
+def test_refresh_goes_through_keycloaks_outgoing_proxy(admin, realm, mock_entra, outbound):
+    _, proxy = outbound
+    port = mock_entra.base_url.rsplit(":", 1)[1]
+    # Host 'localhost' is mapped to the proxy; a domain tenant: the issuer is not pinned.
+    assert admin.create_idp(realm, "entra-proxied", "entra-oidc", {
+        "entraTenant": "contoso.onmicrosoft.com", "entraAuthorityHost": f"http://localhost:{port}",
+        "clientId": MOCK_CLIENT_ID, "clientSecret": MOCK_CLIENT_SECRET, "minValidityToken": "1",
+        "syncMode": "IMPORT"}).status_code == 201
+    mock_entra.config(access_token_lifetime_s=3)
+    user = login(realm, alias="entra-proxied")
+    first = broker_token_v1(KC_BASE, realm, "entra-proxied", user)
+    assert first.status_code == 200, first.text
+    sleep_until(claims(first.json()["access_token"])["exp"] + 1)
+    before = proxy.count("POST", "/oauth2/v2.0/token")
+    r = broker_token_v1(KC_BASE, realm, "entra-proxied", user)
+    assert r.status_code == 200, r.text
+    assert proxy.count("POST", "/oauth2/v2.0/token") == before + 1
