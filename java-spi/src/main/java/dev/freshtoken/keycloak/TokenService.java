@@ -94,14 +94,14 @@ final class TokenService {
             return error("idp_misconfigured", 502, "Client authentication method '" + method
                     + "' is not supported by this provider type yet; use client_secret_post or client_secret_basic.", null, null);
         }
-        UserModel user = userOrNull != null ? userOrNull : session.users().getUserByFederatedIdentity(realm, identity);
-        if (user == null) {
-            return reauth("The user linked to this identity could not be found.", null);
-        }
-
+        // The fresh path needs nothing but the row Keycloak already read: no user lookup, no lock.
         Answer first = callCore("check", stored, endpoint, method);
         if (first.isError() || !"refresh".equals(first.action())) {
             return respond(first);
+        }
+        UserModel user = userOrNull != null ? userOrNull : session.users().getUserByFederatedIdentity(realm, identity);
+        if (user == null) {
+            return reauth("The user linked to this identity could not be found.", null);
         }
         return refreshSingleFlight(realm.getId(), user.getId(), endpoint, method);
     }
