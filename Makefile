@@ -38,7 +38,7 @@ test-java: $(SO) ## Maven tests (the JNI boundary under -Xcheck:jni)
 	cd java-spi && mvn -q -B test
 
 test-e2e: package ## end-to-end suite: real Keycloak, mock Entra ID
-	cd tests && $(PY) -m pytest -v e2e mock_entra
+	cd tests && $(PY) -m pytest -v mock_entra mock_graph e2e
 
 bench: deps package ## benchmarks side by side with stock Keycloak (about 20 min); writes docs/bench/
 	@bash tests/bench/run.sh
