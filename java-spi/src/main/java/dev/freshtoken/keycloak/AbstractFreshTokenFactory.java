@@ -91,6 +91,12 @@ abstract class AbstractFreshTokenFactory extends AbstractIdentityProviderFactory
                 .helpText("Client IDs whose users' tokens may be read through the broker token endpoint for this IdP. "
                         + "Empty: every client Keycloak lets through (the 'read-token' role on V1, the client allow-list on V2).")
                 .add()
+                .property().name(FreshTokenConfig.RESOURCE_SCOPES).label("Scopes apps may request")
+                .type(ProviderConfigProperty.MULTIVALUED_STRING_TYPE)
+                .helpText("Scope strings an app may ask for with ?scope= on the broker token endpoint, to get a token for "
+                        + "another resource from the same refresh token (one resource each, e.g. "
+                        + "https://graph.microsoft.com/User.Read or api://<app-id>/.default). Anything else is 'forbidden'.")
+                .add()
                 .property().name(FreshTokenConfig.TIMEOUT_MS).label("IdP request timeout (ms)")
                 .type(ProviderConfigProperty.STRING_TYPE).defaultValue("10000")
                 .helpText("Total time allowed for one request to the IdP's token endpoint.")

@@ -28,6 +28,8 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
     public static final String TIMEOUT_MS = "httpTimeoutMs";
     public static final String MAX_ATTEMPTS = "refreshMaxAttempts";
     public static final String MAX_RESPONSE_BYTES = "httpMaxResponseBytes";
+    /** Scopes apps may request with {@code ?scope=} for a token of another resource; empty: none. */
+    public static final String RESOURCE_SCOPES = "resourceScopes";
     /** Comma/space separated client IDs allowed to read this IdP's tokens; empty: any client Keycloak lets through. */
     public static final String ALLOWED_CLIENTS = "tokenReaderClients";
     /** Set once when the IdP is first saved, so creation-time defaults are applied only once. */
@@ -75,11 +77,28 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
 
     public boolean clientMayReadTokens(String clientId) {
         String raw = getConfig().get(ALLOWED_CLIENTS);
-        if (raw == null || raw.isBlank()) {
-            return true;
-        }
-        for (String c : raw.split("[,\\s#]+")) {
-            if (c.equals(clientId)) {
+        return raw == null || raw.isBlank() || listed(raw, "[,\\s#]+", clientId);
+    }
+
+    /** Whether apps may ask for a token for this scope (exact match of the normalised scope string). */
+    public boolean resourceScopeAllowed(String scope) {
+        String raw = getConfig().get(RESOURCE_SCOPES);
+        return raw != null && !raw.isBlank() && listed(raw, "##|,|\\n", normaliseScope(scope));
+    }
+
+    /** The scope sent with the refresh request for a resource token. */
+    public String resourceRefreshScope(String scope) {
+        String s = normaliseScope(scope);
+        return addOfflineAccess() && !(" " + s + " ").contains(" offline_access ") ? s + " offline_access" : s;
+    }
+
+    public static String normaliseScope(String scope) {
+        return scope == null ? "" : String.join(" ", scope.trim().split("\\s+"));
+    }
+
+    private static boolean listed(String raw, String separators, String value) {
+        for (String c : raw.split(separators)) {
+            if (normaliseScope(c).equals(value)) {
                 return true;
             }
         }

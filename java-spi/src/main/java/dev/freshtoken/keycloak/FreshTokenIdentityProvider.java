@@ -66,7 +66,9 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
      */
     @Override
     public Response retrieveToken(KeycloakSession session, FederatedIdentityModel identity) {
-        TokenService.Outcome outcome = new TokenService(session, this).retrieve(identity, null, TokenService.Endpoint.V1);
+        String scope = session.getContext().getUri() == null ? null
+                : session.getContext().getUri().getQueryParameters().getFirst("scope");
+        TokenService.Outcome outcome = new TokenService(session, this).retrieve(identity, null, TokenService.Endpoint.V1, scope);
         if (outcome.isError()) {
             throw new WebApplicationException(outcome.errorCode(), outcome.response());
         }
@@ -81,7 +83,13 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
     @Override
     public Response retrieveToken(KeycloakSession session, FederatedIdentityModel identity,
                                   UserSessionModel userSession, UserModel user) {
-        return new TokenService(session, this).retrieve(identity, user, TokenService.Endpoint.V2).response();
+        String scope = null;
+        try {
+            scope = session.getContext().getHttpRequest().getDecodedFormParameters().getFirst("scope");
+        } catch (RuntimeException e) {
+            // no form body: the IdP's own token set
+        }
+        return new TokenService(session, this).retrieve(identity, user, TokenService.Endpoint.V2, scope).response();
     }
 
     /**

@@ -60,6 +60,8 @@ final class TokenService {
     private final KeycloakSession session;
     private final FreshTokenIdentityProvider provider;
     private final FreshTokenConfig config;
+    /** A token for another resource (scope string), or null for the IdP's own token set. */
+    private String resourceScope;
 
     TokenService(KeycloakSession session, FreshTokenIdentityProvider provider) {
         this.session = session;
@@ -67,7 +69,8 @@ final class TokenService {
         this.config = provider.freshConfig();
     }
 
-    Outcome retrieve(FederatedIdentityModel identity, UserModel userOrNull, Endpoint endpoint) {
+    Outcome retrieve(FederatedIdentityModel identity, UserModel userOrNull, Endpoint endpoint, String resourceScope) {
+        this.resourceScope = resourceScope == null || resourceScope.isBlank() ? null : FreshTokenConfig.normaliseScope(resourceScope);
         try {
             return doRetrieve(identity, userOrNull, endpoint);
         } catch (RuntimeException e) {
@@ -83,6 +86,10 @@ final class TokenService {
         if (client != null && !config.clientMayReadTokens(client.getClientId())) {
             return error("forbidden", 403, "Client '" + client.getClientId() + "' is not allowed to read tokens of identity provider '"
                     + alias + "' (see the IdP's 'Clients allowed to read tokens').", null, null);
+        }
+        if (resourceScope != null && !config.resourceScopeAllowed(resourceScope)) {
+            return error("forbidden", 403, "Scope '" + resourceScope + "' is not among the scopes apps may request for identity provider '"
+                    + alias + "' (see the IdP's 'Scopes apps may request').", null, null);
         }
         String stored = identity.getToken();
         if (stored == null || stored.isBlank()) {
@@ -232,8 +239,9 @@ final class TokenService {
             return ok == null ? null : ok.path("action").asText(null);
         }
 
+        /** What to persist; on an err only when the core refreshed something on the way (CONTRACT.md). */
         String store() {
-            JsonNode s = ok == null ? null : ok.get("store");
+            JsonNode s = body() == null ? null : body().get("store");
             return s != null && s.isTextual() ? s.asText() : null;
         }
 
@@ -301,6 +309,11 @@ final class TokenService {
         policy.put("min_validity_s", config.minValiditySeconds());
         policy.put("include_refresh_token", endpoint == Endpoint.V1 && config.includeRefreshToken());
         policy.put("include_id_token", endpoint == Endpoint.V1);
+        if (resourceScope != null) {
+            ObjectNode resource = req.putObject("resource");
+            resource.put("scope", resourceScope);
+            resource.put("refresh_scope", config.resourceRefreshScope(resourceScope));
+        }
         if ("retrieve".equals(op)) {
             ObjectNode idp = req.putObject("idp");
             idp.put("token_url", config.getTokenUrl());
