@@ -27,6 +27,7 @@ APP_CLIENT = "demo-app"
 APP_SECRET = "demo-app-secret"
 REDIRECT_URI = "http://127.0.0.1:1/callback"
 WORK = ROOT / "tests" / ".work"
+VAULT = WORK / "vault"  # Keycloak's plain-file vault: one file per secret, named <realm>_<key>
 # Keycloak's own outbound settings for the whole run (set by the `outbound` fixture): a private
 # test CA in its truststore, and an outgoing proxy for the host name "localhost" only.
 _kc_extra_args = {"value": ""}
@@ -116,8 +117,10 @@ def outbound():
     (Keycloak's proxy-mappings send requests for host 'localhost' through it)."""
     pki = ensure_pki(WORK / "pki")
     proxy = Proxy()
+    VAULT.mkdir(parents=True, exist_ok=True)
     _kc_extra_args["value"] = (f"--truststore-paths={pki.ca} "
-                               f"--spi-connections-http-client--default--proxy-mappings=localhost;{proxy.url}")
+                               f"--spi-connections-http-client--default--proxy-mappings=localhost;{proxy.url} "
+                               f"--vault=file --vault-dir={VAULT}")
     try:
         yield pki, proxy
     finally:

@@ -28,6 +28,14 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
     public static final String TIMEOUT_MS = "httpTimeoutMs";
     public static final String MAX_ATTEMPTS = "refreshMaxAttempts";
     public static final String MAX_RESPONSE_BYTES = "httpMaxResponseBytes";
+    public static final String OBO_CLIENT_ID = "oboClientId";
+    public static final String OBO_CLIENT_SECRET = "oboClientSecret";
+    public static final String OBO_ASSERTION_SCOPE = "oboAssertionScope";
+    public static final String OBO_SCOPES = "oboScopes";
+    public static final String APP_TOKEN_SCOPES = "appTokenScopes";
+    public static final String APP_TOKEN_ROLE = "appTokenRole";
+    public static final String DEFAULT_APP_TOKEN_ROLE = "fresh-token-app-token";
+
     /** Scopes apps may request with {@code ?scope=} for a token of another resource; empty: none. */
     public static final String RESOURCE_SCOPES = "resourceScopes";
     /** Comma/space separated client IDs allowed to read this IdP's tokens; empty: any client Keycloak lets through. */
@@ -84,6 +92,40 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
     public boolean resourceScopeAllowed(String scope) {
         String raw = getConfig().get(RESOURCE_SCOPES);
         return raw != null && !raw.isBlank() && listed(raw, "##|,|\\n", normaliseScope(scope));
+    }
+
+    public String oboClientId() {
+        return trimmed(OBO_CLIENT_ID);
+    }
+
+    public String oboClientSecret() {
+        return trimmed(OBO_CLIENT_SECRET);
+    }
+
+    /** The middle tier's own API: the user token presented as the OBO assertion is for this scope. */
+    public String oboAssertionScope() {
+        String s = trimmed(OBO_ASSERTION_SCOPE);
+        return s.isEmpty() && !oboClientId().isEmpty() ? "api://" + oboClientId() + "/.default" : s;
+    }
+
+    public boolean oboScopeAllowed(String scope) {
+        String raw = getConfig().get(OBO_SCOPES);
+        return raw != null && !raw.isBlank() && listed(raw, "##|,|\\n", normaliseScope(scope));
+    }
+
+    public boolean appTokenScopeAllowed(String scope) {
+        String raw = getConfig().get(APP_TOKEN_SCOPES);
+        return raw != null && !raw.isBlank() && listed(raw, "##|,|\\n", normaliseScope(scope));
+    }
+
+    public String appTokenRole() {
+        String r = trimmed(APP_TOKEN_ROLE);
+        return r.isEmpty() ? DEFAULT_APP_TOKEN_ROLE : r;
+    }
+
+    private String trimmed(String key) {
+        String v = getConfig().get(key);
+        return v == null ? "" : v.trim();
     }
 
     /** The scope sent with the refresh request for a resource token. */

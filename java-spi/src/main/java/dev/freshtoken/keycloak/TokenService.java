@@ -62,6 +62,8 @@ final class TokenService {
     private final FreshTokenConfig config;
     /** A token for another resource (scope string), or null for the IdP's own token set. */
     private String resourceScope;
+    /** A downstream on-behalf-of token (scope string), or null. */
+    private String oboScope;
 
     TokenService(KeycloakSession session, FreshTokenIdentityProvider provider) {
         this.session = session;
@@ -77,6 +79,53 @@ final class TokenService {
             LOG.errorf(e, "fresh-token: token retrieval for IdP '%s' failed unexpectedly", config.getAlias());
             return error("internal_error", 500, "Token retrieval failed unexpectedly; see the server log.", null, null);
         }
+    }
+
+    /** On-behalf-of: the same single-flight path, with the core's {@code obo} request. */
+    Outcome obo(FederatedIdentityModel identity, UserModel user, String scope) {
+        String alias = config.getAlias();
+        if (config.oboClientId().isEmpty()) {
+            return error("idp_misconfigured", 502, "On-behalf-of is not configured for identity provider '" + alias
+                    + "' (set the middle-tier client ID).", null, null);
+        }
+        String s = scope == null ? "" : FreshTokenConfig.normaliseScope(scope);
+        if (s.isEmpty() || !config.oboScopeAllowed(s)) {
+            return error("forbidden", 403, "Scope '" + s + "' is not among the on-behalf-of scopes apps may request for '"
+                    + alias + "'.", null, null);
+        }
+        this.oboScope = s;
+        try {
+            return doRetrieve(identity, user, Endpoint.V2);
+        } catch (RuntimeException e) {
+            LOG.errorf(e, "fresh-token: on-behalf-of for IdP '%s' failed unexpectedly", alias);
+            return error("internal_error", 500, "On-behalf-of failed unexpectedly; see the server log.", null, null);
+        }
+    }
+
+    /** App-only: client_credentials through the core's per-node cache (single flight inside the core). */
+    Outcome appToken(String scope) {
+        String alias = config.getAlias();
+        String s = scope == null ? "" : FreshTokenConfig.normaliseScope(scope);
+        if (s.isEmpty() || !config.appTokenScopeAllowed(s)) {
+            return error("forbidden", 403, "Scope '" + s + "' is not among the app-only scopes of '" + alias + "'.", null, null);
+        }
+        String method = config.getClientAuthMethod();
+        ObjectNode req = MAPPER.createObjectNode();
+        req.put("v", 1).put("op", "app_token").put("now", Time.currentTime()).put("scope", s);
+        req.putObject("policy").put("min_validity_s", config.minValiditySeconds());
+        req.set("idp", idpBlock(method));
+        String raw;
+        try {
+            raw = NativeLibrary.call(req.toString());
+        } catch (NativeUnavailableException e) {
+            return error("native_unavailable", 503, "The fresh-token native core is not available on this Keycloak node.", null, null);
+        } catch (RuntimeException e) {
+            LOG.errorf("fresh-token: native core failed for IdP '%s': %s", alias, e.getMessage());
+            return error("internal_error", 500, "The fresh-token core failed unexpectedly; see the server log.", null, null);
+        }
+        Answer a = Answer.parse(raw);
+        logDiag(alias, a.body());
+        return respond(a);
     }
 
     private Outcome doRetrieve(FederatedIdentityModel identity, UserModel userOrNull, Endpoint endpoint) {
@@ -314,8 +363,24 @@ final class TokenService {
             resource.put("scope", resourceScope);
             resource.put("refresh_scope", config.resourceRefreshScope(resourceScope));
         }
+        if (oboScope != null) {
+            ObjectNode obo = req.putObject("obo");
+            obo.put("client_id", config.oboClientId());
+            obo.put("client_secret", resolveSecret(config.oboClientSecret()));
+            obo.put("client_auth", "client_secret_post");
+            obo.put("assertion_scope", config.oboAssertionScope());
+            obo.put("scope", oboScope);
+            obo.put("mode", config instanceof EntraConfig ? "entra_obo" : "token_exchange");
+        }
         if ("retrieve".equals(op)) {
-            ObjectNode idp = req.putObject("idp");
+            req.set("idp", idpBlock(method));
+        }
+        return req.toString();
+    }
+
+    private ObjectNode idpBlock(String method) {
+        {
+            ObjectNode idp = MAPPER.createObjectNode();
             idp.put("token_url", config.getTokenUrl());
             idp.put("client_id", config.getClientId());
             idp.put("client_secret", clientSecret());
@@ -333,13 +398,17 @@ final class TokenService {
             if (proxy != null) {
                 idp.put("proxy_url", proxy);
             }
+            return idp;
         }
-        return req.toString();
     }
 
     private String clientSecret() {
-        String raw = config.getClientSecret();
-        if (raw == null) {
+        return resolveSecret(config.getClientSecret());
+    }
+
+    /** A plain secret, or a vault reference such as ${vault.key} resolved through Keycloak's vault. */
+    private String resolveSecret(String raw) {
+        if (raw == null || raw.isEmpty()) {
             return "";
         }
         try (VaultStringSecret secret = session.vault().getStringSecret(raw)) {
