@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::contract::{Action, Answer, ErrAnswer, IdpConfig, OkAnswer, Request};
 use crate::errors::ErrorCode;
-use crate::grant::{ClientAuth, Credentials};
+use crate::grant::Credentials;
 use crate::retrieve::{Exchanged, err_answer, exchange};
 use crate::retry::Finished;
 use crate::secret::TokenValue;
@@ -142,18 +142,9 @@ pub fn handle(req: &Request) -> Answer {
         return err_answer(ErrorCode::InternalError, "`app_token` needs a non-empty `scope`.", None, None, vec![]);
     };
     let mut diag = Vec::new();
-    let auth = match ClientAuth::parse(idp.client_auth.as_deref()) {
-        Ok(a) => a,
-        Err(method) => {
-            diag.push(format!("client authentication method '{method}' is not supported"));
-            return err_answer(
-                ErrorCode::IdpMisconfigured,
-                ErrorCode::IdpMisconfigured.upstream_description(),
-                None,
-                None,
-                diag,
-            );
-        }
+    let creds = match Credentials::of_idp(idp) {
+        Ok(c) => c,
+        Err(e) => return crate::retrieve::credentials_error(e, diag),
     };
     let now = req.now;
     let min_validity = req.policy.min_validity_s();
@@ -205,7 +196,7 @@ pub fn handle(req: &Request) -> Answer {
     }
     drop(map);
     let guard = FlightGuard { key: key.clone() };
-    let outcome = fetch(idp, auth, scope, now, req.policy.default_lifetime_s(), &mut diag);
+    let outcome = fetch(idp, &creds, scope, now, req.policy.default_lifetime_s(), &mut diag);
     let mut map = lock();
     let slot = map.entry(key).or_default();
     slot.in_flight = false;
@@ -253,17 +244,16 @@ enum Fetched {
 
 fn fetch(
     idp: &IdpConfig,
-    auth: ClientAuth,
+    creds: &Credentials<'_>,
     scope: &str,
     now: i64,
     default_lifetime_s: i64,
     diag: &mut Vec<String>,
 ) -> Fetched {
-    let creds = Credentials::of_idp(idp, auth);
     let grant = [("grant_type", "client_credentials")];
     let failed = |answer| Fetched::Failed { answer, not_before: None };
     let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, diag, || Ok(crate::grant::token_request(&creds, &grant, Some(scope)))) {
+        match exchange(idp, diag, || crate::grant::token_request(creds, &idp.token_url, &grant, Some(scope))) {
             Ok(x) => x,
             Err(description) => {
                 return failed(crate::retrieve::local_misconfiguration(description, std::mem::take(diag)));

@@ -66,6 +66,9 @@ pub struct OboRequest {
     pub client_secret: Option<SecretValue>,
     #[serde(default)]
     pub client_auth: Option<String>,
+    /// Key and certificate for `client_auth: private_key_jwt`.
+    #[serde(default)]
+    pub assertion: Option<crate::assertion::AssertionConfig>,
     /// The user's token is requested for this scope first (its audience must be the
     /// middle tier), e.g. `api://<middle-tier>/.default`.
     pub assertion_scope: String,
@@ -164,6 +167,9 @@ pub struct IdpConfig {
     /// call through that proxy (contract 1 addition).
     #[serde(default)]
     pub proxy_url: Option<crate::secret::SecretValue>,
+    /// Key and certificate for `client_auth: private_key_jwt` (contract 1 addition).
+    #[serde(default)]
+    pub assertion: Option<crate::assertion::AssertionConfig>,
 }
 
 fn positive<T: PartialOrd + Default + Copy>(v: Option<T>, default: T) -> T {

@@ -5,6 +5,7 @@
 //! Rust and testable without a JVM.
 
 pub mod app;
+pub mod assertion;
 pub mod contract;
 pub mod errors;
 pub mod form;

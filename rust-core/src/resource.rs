@@ -10,7 +10,6 @@ use serde_json::{Map, Value};
 use crate::contract::{Action, Answer, OkAnswer, Policy, RedactedJson, Request, ResourceRequest, Upstream};
 use crate::errors::ErrorCode;
 use crate::freshness::{Decision, decide};
-use crate::grant::{ClientAuth, refresh_request_with_scope};
 use crate::retrieve::{Exchanged, err_answer, exchange, local_misconfiguration};
 use crate::retry::Finished;
 use crate::stored::{ACCESS_TOKEN_EXPIRATION, StoredToken, non_empty_str, number_or_string};
@@ -193,21 +192,12 @@ fn refresh(
     let Some(rt) = stored.refresh_token() else {
         return Err(err_answer(ErrorCode::ReauthRequired, "No refresh token is stored.", None, None, take(diag)));
     };
-    let auth = match ClientAuth::parse(idp.client_auth.as_deref()) {
-        Ok(a) => a,
-        Err(method) => {
-            diag.push(format!("client authentication method '{method}' is not supported"));
-            return Err(err_answer(
-                ErrorCode::IdpMisconfigured,
-                ErrorCode::IdpMisconfigured.upstream_description(),
-                None,
-                None,
-                take(diag),
-            ));
-        }
+    let creds = match crate::grant::Credentials::of_idp(idp) {
+        Ok(c) => c,
+        Err(e) => return Err(crate::retrieve::credentials_error(e, take(diag))),
     };
-    let token_request = refresh_request_with_scope(idp, auth, rt, Some(refresh_scope));
-    let Exchanged { finished, upstream_ms, last_status } = match exchange(idp, diag, || Ok(token_request.clone())) {
+    let make = || crate::grant::refresh_request(&creds, &idp.token_url, rt, Some(refresh_scope));
+    let Exchanged { finished, upstream_ms, last_status } = match exchange(idp, diag, make) {
         Ok(x) => x,
         Err(description) => return Err(local_misconfiguration(description, take(diag))),
     };
@@ -447,18 +437,14 @@ fn obo_exchange(
             diag,
         );
     };
-    let auth = match ClientAuth::parse(obo.client_auth.as_deref()) {
-        Ok(a) => a,
-        Err(method) => {
-            diag.push(format!("obo client authentication method '{method}' is not supported"));
-            return err_answer(
-                ErrorCode::IdpMisconfigured,
-                ErrorCode::IdpMisconfigured.upstream_description(),
-                None,
-                None,
-                diag,
-            );
-        }
+    let creds = match crate::grant::Credentials::prepare(
+        obo.client_id.trim(),
+        obo.secret(),
+        obo.client_auth.as_deref(),
+        obo.assertion.as_ref(),
+    ) {
+        Ok(c) => c,
+        Err(e) => return crate::retrieve::credentials_error(e, diag),
     };
     let assertion_scope = obo.assertion_scope.trim();
     let refresh_scope = format!("{assertion_scope} offline_access");
@@ -473,11 +459,10 @@ fn obo_exchange(
             changed,
         );
     };
-    let creds = crate::grant::Credentials { client_id: obo.client_id.trim(), secret: obo.secret(), auth };
     let grant = obo_grant(mode, user_token);
     let scope = obo.scope.trim();
     let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, &mut diag, || Ok(crate::grant::token_request(&creds, &grant, Some(scope)))) {
+        match exchange(idp, &mut diag, || crate::grant::token_request(&creds, &idp.token_url, &grant, Some(scope))) {
             Ok(x) => x,
             Err(description) => return with_store(local_misconfiguration(description, diag), changed),
         };

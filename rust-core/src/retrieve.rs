@@ -10,7 +10,7 @@ use crate::contract::{
 };
 use crate::errors::{ErrorCode, Failure, Outcome, classify_failure, classify_response};
 use crate::freshness::{Decision, decide};
-use crate::grant::{ClientAuth, TokenRequest, refresh_request};
+use crate::grant::{Credentials, CredentialsError, TokenRequest, refresh_request};
 use crate::http::{Limits, post_form};
 use crate::retry::{BACKOFF_BASE, Finished, RetryPolicy};
 use crate::stored::{ACCESS_TOKEN_EXPIRATION, StoredToken, non_empty_str, number_or_string};
@@ -148,22 +148,12 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
             diag,
         );
     };
-    let auth = match ClientAuth::parse(idp.client_auth.as_deref()) {
-        Ok(a) => a,
-        Err(method) => {
-            diag.push(format!("client authentication method '{method}' is not supported"));
-            return err_answer(
-                ErrorCode::IdpMisconfigured,
-                "The identity provider's client authentication method is not supported (use client_secret_post or client_secret_basic).",
-                None,
-                None,
-                diag,
-            );
-        }
+    let creds = match Credentials::of_idp(idp) {
+        Ok(c) => c,
+        Err(e) => return credentials_error(e, diag),
     };
-    let token_request = refresh_request(idp, auth, rt);
-    let Exchanged { finished, upstream_ms, last_status } = match exchange(idp, &mut diag, || Ok(token_request.clone()))
-    {
+    let make = || refresh_request(&creds, &idp.token_url, rt, idp.scope());
+    let Exchanged { finished, upstream_ms, last_status } = match exchange(idp, &mut diag, make) {
         Ok(x) => x,
         Err(description) => return local_misconfiguration(description, diag),
     };
@@ -262,6 +252,12 @@ pub(crate) fn exchange(
         }
     });
     Ok(Exchanged { finished, upstream_ms: started.elapsed().as_millis() as u64, last_status })
+}
+
+/// `idp_misconfigured` for client credentials that cannot be used (no network call).
+pub(crate) fn credentials_error(e: CredentialsError, mut diag: Vec<String>) -> Answer {
+    diag.push(e.diag);
+    err_answer(ErrorCode::IdpMisconfigured, e.description, None, None, diag)
 }
 
 /// `idp_misconfigured` for a local configuration problem, with its own description.
