@@ -98,8 +98,8 @@ def test_app_only_token_needs_the_dedicated_role(admin, realm):
 
 
 def test_client_secret_from_keycloaks_vault_is_used_for_login_and_refresh(admin, realm, mock_entra: MockEntra):
-    (VAULT / f"{realm}_entra_secret").write_text("mock-secret-c1")
-    admin.update_idp_config(realm, "entra", clientSecret="${vault.entra_secret}", minValidityToken=1)
+    (VAULT / f"{realm}_entrasecret").write_text("mock-secret-c1")
+    admin.update_idp_config(realm, "entra", clientSecret="${vault.entrasecret}", minValidityToken=1)
     mock_entra.config(access_token_lifetime_s=3)
     user = login(realm)
     from support.keycloak import broker_token_v1
