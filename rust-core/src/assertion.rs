@@ -77,10 +77,13 @@ pub fn cert_der(cert_pem: &str) -> Result<Vec<u8>, String> {
     for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(cert_pem.as_bytes()) {
         match item {
             Ok((SectionKind::Certificate, der)) => {
-                let c = rustls_pki_types::CertificateDer::from(der.as_slice());
-                return match webpki::EndEntityCert::try_from(&c) {
-                    Ok(_) => Ok(der),
-                    Err(_) => Err("the client certificate (cert_pem) is not a valid X.509 certificate".into()),
+                // Only the DER bytes matter (their hash is the x5t thumbprint the IdP looks the
+                // certificate up by). X.509 v1 certificates, such as Keycloak's generated realm
+                // certificates, are accepted by Entra, so no path-building parser is used here.
+                return if is_der_sequence(&der) {
+                    Ok(der)
+                } else {
+                    Err("the client certificate (cert_pem) is not a valid X.509 certificate".into())
                 };
             }
             Ok(_) => {}
@@ -88,6 +91,25 @@ pub fn cert_der(cert_pem: &str) -> Result<Vec<u8>, String> {
         }
     }
     Err("the client certificate (cert_pem) holds no PEM certificate".into())
+}
+
+/// A DER SEQUENCE whose (definite) length covers exactly the input, as every X.509 certificate is.
+fn is_der_sequence(der: &[u8]) -> bool {
+    if der.len() < 2 || der[0] != 0x30 {
+        return false;
+    }
+    let (len, header) = match der[1] {
+        n if n < 0x80 => (n as usize, 2usize),
+        0x81..=0x84 => {
+            let k = (der[1] & 0x7f) as usize;
+            if der.len() < 2 + k {
+                return false;
+            }
+            (der[2..2 + k].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize), 2 + k)
+        }
+        _ => return false,
+    };
+    header.checked_add(len) == Some(der.len()) && len > 64
 }
 
 fn b64url(bytes: &[u8]) -> String {

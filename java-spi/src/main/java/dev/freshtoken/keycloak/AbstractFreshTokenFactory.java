@@ -97,6 +97,20 @@ abstract class AbstractFreshTokenFactory extends AbstractIdentityProviderFactory
                         + "another resource from the same refresh token (one resource each, e.g. "
                         + "https://graph.microsoft.com/User.Read or api://<app-id>/.default). Anything else is 'forbidden'.")
                 .add()
+                .property().name(FreshTokenConfig.ASSERTION_ALG).label("Certificate assertion algorithm")
+                .type(ProviderConfigProperty.LIST_TYPE).options("PS256", "RS256").defaultValue("PS256")
+                .helpText("With client authentication 'JWT signed with private key': PS256 with an x5t#S256 header "
+                        + "(Microsoft's current guidance) or RS256 with x5t. Used for refresh, on-behalf-of and app-only requests.")
+                .add()
+                .property().name(FreshTokenConfig.ASSERTION_KEY_FILE).label("Certificate assertion: private key file")
+                .type(ProviderConfigProperty.STRING_TYPE)
+                .helpText("PEM file (PKCS#8 or PKCS#1 RSA) on the Keycloak host. Empty: the realm's active RS256 key "
+                        + "(Realm settings > Keys), the one Keycloak itself signs login assertions with.")
+                .add()
+                .property().name(FreshTokenConfig.ASSERTION_CERT_FILE).label("Certificate assertion: certificate file")
+                .type(ProviderConfigProperty.STRING_TYPE)
+                .helpText("PEM certificate uploaded to the app registration (Certificates & secrets). Empty: the realm key's certificate.")
+                .add()
                 .property().name(FreshTokenConfig.OBO_CLIENT_ID).label("On-behalf-of: middle-tier client ID")
                 .type(ProviderConfigProperty.STRING_TYPE)
                 .helpText("Client ID of the app registration that calls downstream APIs on behalf of the user "

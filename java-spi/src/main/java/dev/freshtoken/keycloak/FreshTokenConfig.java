@@ -28,6 +28,9 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
     public static final String TIMEOUT_MS = "httpTimeoutMs";
     public static final String MAX_ATTEMPTS = "refreshMaxAttempts";
     public static final String MAX_RESPONSE_BYTES = "httpMaxResponseBytes";
+    public static final String ASSERTION_ALG = "clientAssertionAlg";
+    public static final String ASSERTION_KEY_FILE = "clientAssertionKeyFile";
+    public static final String ASSERTION_CERT_FILE = "clientAssertionCertFile";
     public static final String OBO_CLIENT_ID = "oboClientId";
     public static final String OBO_CLIENT_SECRET = "oboClientSecret";
     public static final String OBO_ASSERTION_SCOPE = "oboAssertionScope";
@@ -92,6 +95,20 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
     public boolean resourceScopeAllowed(String scope) {
         String raw = getConfig().get(RESOURCE_SCOPES);
         return raw != null && !raw.isBlank() && listed(raw, "##|,|\\n", normaliseScope(scope));
+    }
+
+    /** PS256 (x5t#S256 header, the default) or RS256 (x5t header) for our certificate assertions. */
+    public String assertionAlg() {
+        String a = trimmed(ASSERTION_ALG);
+        return a.equals("RS256") ? "RS256" : "PS256";
+    }
+
+    public String assertionKeyFile() {
+        return trimmed(ASSERTION_KEY_FILE);
+    }
+
+    public String assertionCertFile() {
+        return trimmed(ASSERTION_CERT_FILE);
     }
 
     public String oboClientId() {

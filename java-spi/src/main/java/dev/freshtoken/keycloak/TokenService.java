@@ -50,6 +50,8 @@ final class TokenService {
 
     enum Endpoint { V1, V2 }
 
+    static final java.util.Set<String> SUPPORTED_AUTH = java.util.Set.of("client_secret_post", "client_secret_basic", "private_key_jwt");
+
     /** The HTTP answer and, for errors, our error code. */
     record Outcome(Response response, String errorCode) {
         boolean isError() {
@@ -146,9 +148,9 @@ final class TokenService {
                     + alias + "' again.", null);
         }
         String method = config.getClientAuthMethod();
-        if (method != null && !method.equals("client_secret_post") && !method.equals("client_secret_basic")) {
+        if (method != null && !SUPPORTED_AUTH.contains(method)) {
             return error("idp_misconfigured", 502, "Client authentication method '" + method
-                    + "' is not supported by this provider type yet; use client_secret_post or client_secret_basic.", null, null);
+                    + "' is not supported by this provider type; use client_secret_post, client_secret_basic or private_key_jwt.", null, null);
         }
         // The fresh path needs nothing but the row Keycloak already read: no user lookup, no lock.
         Answer first = callCore("check", stored, endpoint, method);
@@ -383,8 +385,12 @@ final class TokenService {
             ObjectNode idp = MAPPER.createObjectNode();
             idp.put("token_url", config.getTokenUrl());
             idp.put("client_id", config.getClientId());
-            idp.put("client_secret", clientSecret());
             idp.put("client_auth", method == null ? "client_secret_post" : method);
+            if ("private_key_jwt".equals(method)) {
+                idp.set("assertion", Assertions.forIdp(session, config));
+            } else {
+                idp.put("client_secret", clientSecret());
+            }
             idp.put("refresh_scope", config.refreshScope());
             idp.put("connect_timeout_ms", config.connectTimeoutMs());
             idp.put("timeout_ms", config.timeoutMs());
