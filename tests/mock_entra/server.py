@@ -925,6 +925,11 @@ class Handler(BaseHTTPRequestHandler):
                        f"into this application, the account must be added to the directory.")
         if q.get("prompt") == "none" and self.st.config.get("prompt_none_login_required"):
             return err("login_required", 50058, "A silent sign-in request was sent but no user is signed in.")
+        if tenant.lower() in ("common", "organizations") and user.get("tid"):
+            tid = user["tid"]  # multi-tenant sign-in: the user's home tenant issues the tokens
+        elif user.get("tid") and user["tid"] != tid:
+            return err("invalid_request", 50020, f"User account '{user['upn']}' from identity provider "
+                       f"'https://sts.windows.net/{user['tid']}/' does not exist in tenant '{tenant}'.")
         code = "1.AQ" + b64url(secrets.token_bytes(300))
         session_state = str(uuid.uuid5(uuid.NAMESPACE_URL, "session:" + user["oid"]))
         with self.st.lock:

@@ -19,6 +19,8 @@ public class EntraConfig extends FreshTokenConfig {
     public static final String TENANT = "entraTenant";
     public static final String AUTHORITY_HOST = "entraAuthorityHost";
     public static final String DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com";
+    /** Multi-tenant apps (tenant common/organizations): tenant IDs whose users may sign in; empty: any. */
+    public static final String ALLOWED_TENANTS = "entraAllowedTenants";
 
     private static final Pattern GUID = Pattern.compile("^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$");
     private static final Pattern TENANT_SYNTAX = Pattern.compile("^[A-Za-z0-9.-]{1,253}$");
@@ -48,6 +50,29 @@ public class EntraConfig extends FreshTokenConfig {
             h = h.substring(0, h.length() - 1);
         }
         return h;
+    }
+
+    public boolean isMultiTenant() {
+        String t = tenant().toLowerCase(Locale.ROOT);
+        return t.equals("common") || t.equals("organizations");
+    }
+
+    public boolean tenantAllowed(String tid) {
+        String raw = getConfig().get(ALLOWED_TENANTS);
+        if (raw == null || raw.isBlank()) {
+            return true;
+        }
+        for (String t : raw.split("[,\\s#]+")) {
+            if (t.equalsIgnoreCase(tid)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The issuer Entra forms for a tenant: {authority host}/{tenant ID}/v2.0. */
+    public String issuerFor(String tid) {
+        return authorityHost() + "/" + tid.toLowerCase(Locale.ROOT) + "/v2.0";
     }
 
     /** Entra v2 refreshes need a scope; by default the login scopes (one resource). */

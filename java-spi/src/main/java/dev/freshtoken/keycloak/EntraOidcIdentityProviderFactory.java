@@ -58,6 +58,11 @@ public class EntraOidcIdentityProviderFactory extends AbstractFreshTokenFactory 
                 .helpText("https://login.microsoftonline.com (global), https://login.microsoftonline.us (US Government), "
                         + "https://login.partner.microsoftonline.cn (China, 21Vianet). Must be https.")
                 .add()
+                .property().name(EntraConfig.ALLOWED_TENANTS).label("Allowed tenants (multi-tenant)")
+                .type(ProviderConfigProperty.MULTIVALUED_STRING_TYPE)
+                .helpText("With tenant 'common' or 'organizations': the tenant IDs whose users may sign in. Empty: any "
+                        + "Entra tenant. Each ID token's issuer must match its own tenant ID.")
+                .add()
                 .build());
         list.addAll(commonProperties(true));
         return list;

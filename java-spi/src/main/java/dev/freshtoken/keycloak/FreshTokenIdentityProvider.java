@@ -54,6 +54,30 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
         }
     }
 
+    /**
+     * Multi-tenant Entra apps (tenant common/organizations): Keycloak cannot pin one issuer, so
+     * each ID token's issuer must be the one Entra forms for its own {@code tid}, and the tenant
+     * must be on the IdP's allow-list (when one is set).
+     */
+    @Override
+    public BrokeredIdentityContext getFederatedIdentity(String response) {
+        BrokeredIdentityContext context = super.getFederatedIdentity(response);
+        if (freshConfig instanceof EntraConfig entra && entra.isMultiTenant()) {
+            Object token = context.getContextData().get(VALIDATED_ID_TOKEN);
+            if (!(token instanceof org.keycloak.representations.JsonWebToken idToken)) {
+                throw new org.keycloak.broker.provider.IdentityBrokerException("No validated ID token to check the tenant of");
+            }
+            Object tid = idToken.getOtherClaims().get("tid");
+            if (!(tid instanceof String t) || t.isBlank() || !entra.issuerFor(t).equals(idToken.getIssuer())) {
+                throw new org.keycloak.broker.provider.IdentityBrokerException("ID token issuer does not match its tenant");
+            }
+            if (!entra.tenantAllowed(t)) {
+                throw new org.keycloak.broker.provider.IdentityBrokerException("Tenant " + t + " is not allowed to sign in");
+            }
+        }
+        return context;
+    }
+
     /** Never spend the refresh token outside the single-flight path. */
     @Override
     public String refreshTokenForLogout(KeycloakSession session, UserSessionModel userSession) {
