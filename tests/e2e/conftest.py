@@ -12,6 +12,7 @@ import requests
 
 from mock_entra.pki import ensure_pki
 from mock_entra.server import start_server
+from mock_graph.server import start_graph
 from support.keycloak import KeycloakAdmin
 from support.proxy import Proxy
 
@@ -125,6 +126,16 @@ def outbound():
         yield pki, proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def graph(mock_entra):
+    """The mock Microsoft Graph, validating tokens of the mock Entra ID."""
+    server = start_graph(mock_entra.base_url)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

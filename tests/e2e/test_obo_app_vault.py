@@ -6,24 +6,13 @@ is checked by the mock Graph."""
 from __future__ import annotations
 
 import requests
-import pytest
 
-from mock_graph.server import start_graph
 
 from .conftest import APP_CLIENT, KC_BASE, VAULT, MockEntra
 from .test_broker_token import claims, login
 
 MIDDLE_TIER = "00000000-0000-0000-0000-0000000000a1"
 GRAPH_DEFAULT = "https://graph.microsoft.com/.default"
-
-
-@pytest.fixture(scope="module")
-def graph(mock_entra):
-    server = start_graph(mock_entra.base_url)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _get(realm, path, token, **params):

@@ -4,10 +4,8 @@ keeps it per (user, IdP, resource) and refreshes it on its own schedule. Checked
 mock Microsoft Graph, which validates signature, audience, expiry and scopes."""
 from __future__ import annotations
 
-import pytest
 import requests
 
-from mock_graph.server import start_graph
 from support.keycloak import broker_token_v1
 
 from .conftest import KC_BASE, MockEntra
@@ -15,15 +13,6 @@ from .test_broker_token import claims, login, sleep_until
 
 GRAPH = "https://graph.microsoft.com/User.Read"
 API = "api://00000000-0000-0000-0000-0000000000a1/.default"
-
-
-@pytest.fixture(scope="module")
-def graph(mock_entra):
-    server = start_graph(mock_entra.base_url)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _token(realm, user, scope=None):

@@ -73,14 +73,12 @@ public class FreshTokenResource implements RealmResourceProvider {
     @GET
     @Path("{alias}/obo")
     public Response obo(@PathParam("alias") String alias, @QueryParam("scope") String scope) {
-        AuthenticationManager.AuthResult auth = authenticate();
-        if (auth == null) {
-            return error(401, "invalid_token", "A valid bearer token of this realm is required.", null);
+        Caller c = caller(alias);
+        if (c.refusal() != null) {
+            return c.refusal();
         }
-        FreshTokenIdentityProvider provider = provider(alias);
-        if (provider == null) {
-            return error(404, "not_found", "No identity provider '" + alias + "' of a fresh-token type in this realm.", auth.token());
-        }
+        AuthenticationManager.AuthResult auth = c.auth();
+        FreshTokenIdentityProvider provider = c.provider();
         if (!hasRole(auth.token(), "broker", "read-token")) {
             return error(403, "forbidden", "The token lacks the broker client's read-token role.", auth.token());
         }
@@ -95,20 +93,35 @@ public class FreshTokenResource implements RealmResourceProvider {
     @GET
     @Path("{alias}/app-token")
     public Response appToken(@PathParam("alias") String alias, @QueryParam("scope") String scope) {
-        AuthenticationManager.AuthResult auth = authenticate();
-        if (auth == null) {
-            return error(401, "invalid_token", "A valid bearer token of this realm is required.", null);
+        Caller c = caller(alias);
+        if (c.refusal() != null) {
+            return c.refusal();
         }
-        FreshTokenIdentityProvider provider = provider(alias);
-        if (provider == null) {
-            return error(404, "not_found", "No identity provider '" + alias + "' of a fresh-token type in this realm.", auth.token());
-        }
+        AuthenticationManager.AuthResult auth = c.auth();
+        FreshTokenIdentityProvider provider = c.provider();
         String role = provider.freshConfig().appTokenRole();
         AccessToken.Access realmAccess = auth.token().getRealmAccess();
         if (realmAccess == null || !realmAccess.isUserInRole(role)) {
             return error(403, "forbidden", "App-only tokens of '" + alias + "' need the realm role '" + role + "'.", auth.token());
         }
         return cors(new TokenService(session, provider).appToken(scope).response(), auth.token());
+    }
+
+    /** The authenticated caller and the IdP it asks about, or the answer that refuses it. */
+    private record Caller(AuthenticationManager.AuthResult auth, FreshTokenIdentityProvider provider, Response refusal) {
+    }
+
+    private Caller caller(String alias) {
+        AuthenticationManager.AuthResult auth = authenticate();
+        if (auth == null) {
+            return new Caller(null, null, error(401, "invalid_token", "A valid bearer token of this realm is required.", null));
+        }
+        FreshTokenIdentityProvider provider = provider(alias);
+        if (provider == null) {
+            return new Caller(auth, null, error(404, "not_found",
+                    "No identity provider '" + alias + "' of a fresh-token type in this realm.", auth.token()));
+        }
+        return new Caller(auth, provider, null);
     }
 
     private AuthenticationManager.AuthResult authenticate() {
