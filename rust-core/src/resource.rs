@@ -63,12 +63,7 @@ pub fn new_entry(mut body: Map<String, Value>, now: i64, default_lifetime_s: i64
         }
         None => {}
     }
-    let expiry = match body.get("expires_in").and_then(number_or_string).filter(|e| *e > 0) {
-        Some(e) => now.saturating_add(e),
-        None => non_empty_str(&body, "access_token")
-            .and_then(crate::jwt::exp)
-            .unwrap_or_else(|| now.saturating_add(default_lifetime_s)),
-    };
+    let expiry = crate::retrieve::expiry_of(&body, now, default_lifetime_s);
     body.insert(ACCESS_TOKEN_EXPIRATION.into(), Value::from(expiry));
     (body, expiry)
 }

@@ -348,15 +348,30 @@ pub fn merge(
             }
         }
     }
-    let expires_in = m.get("expires_in").and_then(number_or_string).filter(|e| *e > 0);
-    let expiry = match expires_in {
-        Some(e) => now.saturating_add(e),
-        None => non_empty_str(&m, "access_token")
-            .and_then(crate::jwt::exp)
-            .unwrap_or_else(|| now.saturating_add(default_lifetime_s)),
-    };
+    let expiry = expiry_of(&m, now, default_lifetime_s);
     m.insert(ACCESS_TOKEN_EXPIRATION.into(), Value::from(expiry));
     m
+}
+
+/// When a freshly received access token expires. The token's own `exp` (when it is a JWT)
+/// bounds what `expires_in` promises: an IdP answering a huge `expires_in` must not make us
+/// serve the token past its real expiry. A lifetime is also capped at a year, so
+/// `accessTokenExpiration` stays an integer that stock Keycloak can read back. Without either,
+/// `default_lifetime_s`.
+pub(crate) fn expiry_of(m: &Map<String, Value>, now: i64, default_lifetime_s: i64) -> i64 {
+    const MAX_LIFETIME_S: i64 = 366 * 24 * 3600;
+    let jwt_exp = non_empty_str(m, "access_token").and_then(crate::jwt::exp);
+    let expires_in = m
+        .get("expires_in")
+        .and_then(number_or_string)
+        .filter(|e| *e > 0)
+        .map(|e| e.min(MAX_LIFETIME_S));
+    match (expires_in, jwt_exp) {
+        (Some(e), Some(x)) => now.saturating_add(e).min(x),
+        (Some(e), None) => now.saturating_add(e),
+        (None, Some(x)) => x,
+        (None, None) => now.saturating_add(default_lifetime_s),
+    }
 }
 
 /// What the app receives: the stored fields, `expires_in` as the *remaining* lifetime
@@ -469,6 +484,21 @@ mod tests {
         assert_eq!(m["expires_in"], json!(3599));
         assert_eq!(m["refresh_expires_in"], json!(86400));
         assert_eq!(m[ACCESS_TOKEN_EXPIRATION], json!(NOW + 3599));
+    }
+
+    #[test]
+    fn merge_never_promises_more_than_the_jwt_exp_even_with_a_huge_expires_in() {
+        let prev = stored(json!({"access_token":"old","refresh_token":"rt"}));
+        let at = make_jwt(&json!({"exp": NOW + 600}));
+        let m = merge(&prev, obj(json!({"access_token": at, "expires_in": 10_000_000_000i64})), NOW, 300);
+        assert_eq!(m[ACCESS_TOKEN_EXPIRATION], json!(NOW + 600));
+    }
+
+    #[test]
+    fn merge_caps_a_huge_expires_in_of_an_opaque_token_at_a_year() {
+        let prev = stored(json!({"access_token":"old","refresh_token":"rt"}));
+        let m = merge(&prev, obj(json!({"access_token": "opaque", "expires_in": 10_000_000_000i64})), NOW, 300);
+        assert_eq!(m[ACCESS_TOKEN_EXPIRATION], json!(NOW + 366 * 24 * 3600));
     }
 
     #[test]

@@ -6,6 +6,7 @@ fail in one way. Each class gets the documented code, the stored refresh token s
 stays healthy."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -137,3 +138,24 @@ def test_user_linked_to_two_idps_cannot_read_the_one_not_meant_for_the_client(ad
     r = broker_token_v1(KC_BASE, realm, "entra2", user)
     assert r.status_code == 403, r.text
     assert r.json()["error"] == "forbidden"
+
+
+@pytest.mark.parametrize("expires_in", ["absent", 0, -5, 10**10], ids=["absent", "zero", "negative", "huge"])
+def test_odd_expires_in_never_makes_us_serve_past_the_tokens_real_expiry(admin, realm, mock_entra, expires_in):
+    """The IdP's expires_in is absent, zero, negative or huge: the token's own `exp` bounds what
+    we promise; a token is never served past it."""
+    admin.update_idp_config(realm, "entra", minValidityToken=1)
+    mock_entra.config(access_token_lifetime_s=3)
+    user = login(realm)
+    first = broker_token_v1(KC_BASE, realm, "entra", user).json()
+    sleep_until(claims(first["access_token"])["exp"] + 1)
+    mock_entra.config(access_token_lifetime_s=600, expires_in_override=expires_in)
+    try:
+        r = broker_token_v1(KC_BASE, realm, "entra", user)
+    finally:
+        mock_entra.config(expires_in_override=None)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    real_left = claims(body["access_token"])["exp"] - time.time()
+    assert body["access_token"] != first["access_token"]
+    assert 0 < body["expires_in"] <= real_left + 2, (body["expires_in"], real_left)

@@ -111,6 +111,9 @@ DEFAULT_CONFIG = {
     "ext_expires_extra_s": 0,       # ext_expires_in = expires_in + this
     "refresh_mode": "entra",        # entra | strict
     "expires_in_as_string": False,
+    # Hostile-answer switch for token responses: None (normal), "absent", or a number sent as
+    # expires_in whatever the token's real lifetime (0, negative, huge). The JWT's exp stays real.
+    "expires_in_override": None,
     "fault": "none",
     "fault_count": -1,
     "fault_grants": [GRANT_REFRESH],
@@ -295,6 +298,10 @@ class MockState:
             unknown = [k for k in settings if k not in DEFAULT_CONFIG and k != "clients" and k != "users"]
             if unknown:
                 raise ValueError(f"unknown settings: {unknown}")
+            eio = settings.get("expires_in_override")
+            if "expires_in_override" in settings and not (eio is None or eio == "absent" or (
+                    isinstance(eio, (int, float)) and not isinstance(eio, bool))):
+                raise ValueError("expires_in_override must be null, \"absent\" or a number")
             if "refresh_mode" in settings and settings["refresh_mode"] not in ("entra", "strict"):
                 raise ValueError("refresh_mode must be entra or strict")
             if "fault" in settings and settings["fault"] not in FAULTS:
@@ -1157,6 +1164,11 @@ class Handler(BaseHTTPRequestHandler):
                 "expires_in": str(lifetime) if as_str else lifetime,
                 "ext_expires_in": str(ext) if as_str else ext,
                 "access_token": access}
+        override = self.st.config.get("expires_in_override")
+        if override == "absent":
+            del body["expires_in"], body["ext_expires_in"]
+        elif isinstance(override, (int, float)) and not isinstance(override, bool):
+            body["expires_in"] = override
         if refresh:
             body["refresh_token"] = refresh
         if id_token:
