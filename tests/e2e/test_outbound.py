@@ -78,3 +78,33 @@ def test_refresh_goes_through_keycloaks_outgoing_proxy(admin, realm, mock_entra,
     r = broker_token_v1(KC_BASE, realm, "entra-proxied", user)
     assert r.status_code == 200, r.text
     assert proxy.count("POST", "/oauth2/v2.0/token") == before + 1
+
+
+def test_tls_failure_is_idp_misconfigured_and_keeps_the_refresh_token(admin, realm, tls_mock, outbound, tmp_path):
+    """An IdP whose certificate Keycloak does not trust (another CA): idp_misconfigured, no
+    retry storm, and the stored refresh token still works once the IdP is trusted again."""
+    from mock_entra.pki import ensure_pki
+    untrusted = ensure_pki(tmp_path / "other-ca")
+    bad = start_server(host="127.0.0.1", port=0, tls_cert=untrusted.cert, tls_key=untrusted.key)
+    try:
+        assert admin.create_idp(realm, "entra-tls2", "entra-oidc", {
+            "entraTenant": TENANT, "entraAuthorityHost": tls_mock.base_url, "clientId": MOCK_CLIENT_ID,
+            "clientSecret": MOCK_CLIENT_SECRET, "minValidityToken": "1", "syncMode": "IMPORT"}).status_code == 201
+        _config(tls_mock, access_token_lifetime_s=3)
+        user = browser_login(KC_BASE, realm, "entra-tls2", APP_CLIENT, APP_SECRET, redirect_uri=REDIRECT_URI,
+                             verify=outbound[0].ca)
+        first = broker_token_v1(KC_BASE, realm, "entra-tls2", user).json()
+        sleep_until(claims(first["access_token"])["exp"] + 1)
+        _config(tls_mock, access_token_lifetime_s=3600)
+        # The token endpoint now answers with a certificate of an unknown CA.
+        admin.update_idp_config(realm, "entra-tls2", entraAuthorityHost=bad.base_url)
+        r = broker_token_v1(KC_BASE, realm, "entra-tls2", user)
+        assert r.status_code == 502, r.text
+        assert r.json()["error"] == "idp_misconfigured"
+        assert first["access_token"] not in r.text
+        admin.update_idp_config(realm, "entra-tls2", entraAuthorityHost=tls_mock.base_url)
+        ok = broker_token_v1(KC_BASE, realm, "entra-tls2", user)
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["access_token"] != first["access_token"]
+    finally:
+        bad.stop()
