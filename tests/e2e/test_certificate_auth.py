@@ -70,3 +70,29 @@ def test_unregistered_certificate_gives_idp_misconfigured_and_keeps_the_token(ad
                       access_token_lifetime_s=3600)
     ok = broker_token_v1(KC_BASE, realm, "entra-cert2", user)
     assert ok.status_code == 200, ok.text
+
+
+def test_pem_files_and_rs256_option_for_our_requests(admin, realm, mock_entra: MockEntra, outbound):
+    """Key and certificate from PEM files on the Keycloak host, RS256 + x5t: the app registration
+    holds both certificates (the realm's, for Keycloak's own login exchange, and the file's)."""
+    pki, _ = outbound  # any RSA key + certificate pair will do: the test CA's server pair
+    client_id = str(uuid.uuid4())
+    with open(pki.cert) as f:
+        file_cert = f.read()
+    mock_entra.config(clients={client_id: {"redirect_uris": ["http://127.0.0.1:*"],
+                                           "certificates": [_realm_certificate_pem(admin, realm), file_cert]}})
+    assert admin.create_idp(realm, "entra-pem", "entra-oidc", {
+        "entraTenant": TENANT, "entraAuthorityHost": mock_entra.base_url, "clientId": client_id,
+        "clientAuthMethod": "private_key_jwt", "jwtX509HeadersEnabled": "true", "clientAssertionSigningAlg": "RS256",
+        "clientAssertionAlg": "RS256", "clientAssertionKeyFile": pki.key, "clientAssertionCertFile": pki.cert,
+        "minValidityToken": "1", "syncMode": "IMPORT"}).status_code == 201
+    mock_entra.config(access_token_lifetime_s=3)
+    user = browser_login(KC_BASE, realm, "entra-pem", APP_CLIENT, APP_SECRET, redirect_uri=REDIRECT_URI)
+    first = broker_token_v1(KC_BASE, realm, "entra-pem", user).json()
+    sleep_until(claims(first["access_token"])["exp"] + 1)
+    mock_entra.config(access_token_lifetime_s=3600)
+    # Only the file's certificate left: the refresh must be signed with the file's key.
+    mock_entra.config(clients={client_id: {"redirect_uris": ["http://127.0.0.1:*"], "certificates": [file_cert]}})
+    r = broker_token_v1(KC_BASE, realm, "entra-pem", user)
+    assert r.status_code == 200, r.text
+    assert r.json()["access_token"] != first["access_token"]
