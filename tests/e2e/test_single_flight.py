@@ -22,7 +22,7 @@ def storm(realm, user, calls):
 
 def test_fifty_concurrent_calls_for_an_expired_token_cause_one_refresh_over_three_cycles(admin, realm, mock_entra: MockEntra):
     admin.update_idp_config(realm, "entra", minValidityToken=1)
-    mock_entra.config(access_token_lifetime_s=4, refresh_mode="strict")
+    mock_entra.config(access_token_lifetime_s=10, refresh_mode="strict")  # a storm must end within the lifetime
     user = login(realm)
     token = broker_token_v1(KC_BASE, realm, "entra", user).json()["access_token"]
     for cycle in range(3):
@@ -42,7 +42,7 @@ def test_fifty_concurrent_calls_for_an_expired_token_cause_one_refresh_over_thre
 
 def test_different_users_refresh_independently(admin, realm, mock_entra: MockEntra):
     admin.update_idp_config(realm, "entra", minValidityToken=1, loginHint="true")  # pass login_hint to the IdP
-    mock_entra.config(access_token_lifetime_s=4, refresh_mode="strict")
+    mock_entra.config(access_token_lifetime_s=10, refresh_mode="strict")  # a storm must end within the lifetime
     alice = login(realm, hint="alice@contoso.onmicrosoft.com")
     bob = login(realm, hint="bob@contoso.onmicrosoft.com")
     ta = broker_token_v1(KC_BASE, realm, "entra", alice).json()["access_token"]
