@@ -116,18 +116,7 @@ final class TokenService {
         req.put("v", 1).put("op", "app_token").put("now", Time.currentTime()).put("scope", s);
         req.putObject("policy").put("min_validity_s", config.minValiditySeconds());
         req.set("idp", idpBlock(method));
-        String raw;
-        try {
-            raw = NativeLibrary.call(req.toString());
-        } catch (NativeUnavailableException e) {
-            return error("native_unavailable", 503, "The fresh-token native core is not available on this Keycloak node.", null, null);
-        } catch (RuntimeException e) {
-            LOG.errorf("fresh-token: native core failed for IdP '%s': %s", alias, e.getMessage());
-            return error("internal_error", 500, "The fresh-token core failed unexpectedly; see the server log.", null, null);
-        }
-        Answer a = Answer.parse(raw);
-        logDiag(alias, a.body());
-        return respond(a);
+        return respond(send(req.toString()));
     }
 
     private Outcome doRetrieve(FederatedIdentityModel identity, UserModel userOrNull, Endpoint endpoint) {
@@ -302,10 +291,15 @@ final class TokenService {
     }
 
     private Answer callCore(String op, String stored, Endpoint endpoint, String method) {
+        return send(buildRequest(op, stored, endpoint, method));
+    }
+
+    /** One native call; an unavailable core or a caught panic becomes an err answer like any other. */
+    private Answer send(String requestJson) {
         String alias = config.getAlias();
         String raw;
         try {
-            raw = NativeLibrary.call(buildRequest(op, stored, endpoint, method));
+            raw = NativeLibrary.call(requestJson);
         } catch (NativeUnavailableException e) {
             ObjectNode err = MAPPER.createObjectNode();
             err.put("code", "native_unavailable").put("status", 503).put("error_description",
@@ -381,31 +375,29 @@ final class TokenService {
     }
 
     private ObjectNode idpBlock(String method) {
-        {
-            ObjectNode idp = MAPPER.createObjectNode();
-            idp.put("token_url", config.getTokenUrl());
-            idp.put("client_id", config.getClientId());
-            idp.put("client_auth", method == null ? "client_secret_post" : method);
-            if ("private_key_jwt".equals(method)) {
-                idp.set("assertion", Assertions.forIdp(session, config));
-            } else {
-                idp.put("client_secret", clientSecret());
-            }
-            idp.put("refresh_scope", config.refreshScope());
-            idp.put("connect_timeout_ms", config.connectTimeoutMs());
-            idp.put("timeout_ms", config.timeoutMs());
-            idp.put("max_attempts", config.maxAttempts());
-            idp.put("max_body_bytes", config.maxResponseBytes());
-            Outbound.init(session);
-            if (Outbound.caFile() != null) {
-                idp.put("ca_file", Outbound.caFile());
-            }
-            String proxy = Outbound.proxyFor(config.getTokenUrl());
-            if (proxy != null) {
-                idp.put("proxy_url", proxy);
-            }
-            return idp;
+        ObjectNode idp = MAPPER.createObjectNode();
+        idp.put("token_url", config.getTokenUrl());
+        idp.put("client_id", config.getClientId());
+        idp.put("client_auth", method == null ? "client_secret_post" : method);
+        if ("private_key_jwt".equals(method)) {
+            idp.set("assertion", Assertions.forIdp(session, config));
+        } else {
+            idp.put("client_secret", clientSecret());
         }
+        idp.put("refresh_scope", config.refreshScope());
+        idp.put("connect_timeout_ms", config.connectTimeoutMs());
+        idp.put("timeout_ms", config.timeoutMs());
+        idp.put("max_attempts", config.maxAttempts());
+        idp.put("max_body_bytes", config.maxResponseBytes());
+        Outbound.init(session);
+        if (Outbound.caFile() != null) {
+            idp.put("ca_file", Outbound.caFile());
+        }
+        String proxy = Outbound.proxyFor(config.getTokenUrl());
+        if (proxy != null) {
+            idp.put("proxy_url", proxy);
+        }
+        return idp;
     }
 
     private String clientSecret() {
