@@ -194,8 +194,7 @@ def main() -> int:
           f"itself is {jmh['jniCheckFresh']['p50']:.1f} us (profile in section 4). The measured gap is "
           f"{100 * (1 / fr['ratio_throughput'][0] - 1):.0f} % more CPU per request, so the core call explains only part "
           "of it; the rest is in the provider's Java path around it (not yet profiled: `--jfr` is experimental). "
-          "A candidate: on V1 the provider looks the user up by federated identity (a query) on every call, "
-          "before the freshness check, although only the refresh path needs the user.\n")
+          "(The per-call user lookup that an earlier run blamed now happens only on the refresh path.)\n")
 
     prof = fr.get("profile") or []
     prof_src = "this run"
