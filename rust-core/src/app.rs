@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::contract::{Action, Answer, ErrAnswer, IdpConfig, OkAnswer, Request};
+use crate::contract::{Action, Answer, ErrAnswer, IdpConfig, OkAnswer, RefreshFailure, Request};
 use crate::errors::ErrorCode;
 use crate::grant::Credentials;
-use crate::retrieve::{Exchanged, err_answer, exchange};
+use crate::retrieve::{Exchanged, err_answer, exchange, with_upstream_ms};
 use crate::retry::Finished;
 use crate::secret::TokenValue;
 use crate::stored::non_empty_str;
@@ -100,11 +100,23 @@ fn make_room(map: &mut HashMap<Key, Slot>, now: i64) {
 }
 
 fn serve(t: &Cached, now: i64, action: Action, upstream_ms: Option<u64>, diag: Vec<String>) -> Answer {
+    serve_with(t, now, action, upstream_ms, None, diag)
+}
+
+fn serve_with(
+    t: &Cached,
+    now: i64,
+    action: Action,
+    upstream_ms: Option<u64>,
+    refresh_failure: Option<RefreshFailure>,
+    diag: Vec<String>,
+) -> Answer {
     let mut r = Map::new();
     r.insert("access_token".into(), Value::from(t.access_token.expose()));
     r.insert("token_type".into(), Value::from(t.token_type.as_str()));
     r.insert("expires_in".into(), Value::from(t.expires_at.saturating_sub(now).max(0)));
-    Answer::Ok(OkAnswer { action, response: Some(r), store: None, upstream_ms, expires_at: Some(t.expires_at), diag })
+    let expires_at = Some(t.expires_at);
+    Answer::Ok(OkAnswer { action, response: Some(r), store: None, upstream_ms, expires_at, refresh_failure, diag })
 }
 
 fn retry_later(retry_after_s: u64, diag: Vec<String>) -> Answer {
@@ -170,6 +182,7 @@ pub fn handle(req: &Request) -> Answer {
         if let (Some(generation), Some(e)) = (waited_for, &slot.last_error) {
             if slot.generation != generation {
                 let mut e = e.clone();
+                e.upstream_ms = None; // this call did not ask the IdP itself
                 e.diag.push("answer of the concurrent request this call waited for".into());
                 return Answer::Err(e);
             }
@@ -222,7 +235,8 @@ pub fn handle(req: &Request) -> Answer {
                         "app token request failed; serving the cached token, still valid for {} s",
                         t.expires_at.saturating_sub(now)
                     ));
-                    serve(t, now, Action::Serve, None, d)
+                    let failure = RefreshFailure { code: e.code, upstream: e.upstream.clone() };
+                    serve_with(t, now, Action::Serve, e.upstream_ms, Some(failure), d)
                 }
                 (_, Answer::Err(e)) => {
                     slot.last_error = Some(e.clone());
@@ -266,12 +280,15 @@ fn fetch(
             let access_token = non_empty_str(&entry, "access_token").unwrap_or_default().to_string();
             if expiry <= now || access_token.is_empty() {
                 diag.push("app token answer holds an access token that is already expired".into());
-                return failed(err_answer(
-                    ErrorCode::UpstreamError,
-                    ErrorCode::UpstreamError.upstream_description(),
-                    None,
-                    None,
-                    take(diag),
+                return failed(with_upstream_ms(
+                    err_answer(
+                        ErrorCode::UpstreamError,
+                        ErrorCode::UpstreamError.upstream_description(),
+                        None,
+                        None,
+                        take(diag),
+                    ),
+                    upstream_ms,
                 ));
             }
             let token_type = non_empty_str(&entry, "token_type").unwrap_or("Bearer").to_string();
@@ -287,17 +304,23 @@ fn fetch(
         }
         Finished::Failed(f) => {
             diag.push(f.reason);
-            failed(err_answer(f.code, f.code.upstream_description(), f.upstream, None, take(diag)))
+            failed(with_upstream_ms(
+                err_answer(f.code, f.code.upstream_description(), f.upstream, None, take(diag)),
+                upstream_ms,
+            ))
         }
         Finished::RetryLater { upstream, retry_after_s, .. } => {
             let throttled = upstream.as_ref().and_then(|u| u.status).is_some_and(|s| s == 429 || s == 503);
             let not_before = throttled.then(|| Instant::now() + Duration::from_secs(retry_after_s));
-            let answer = err_answer(
-                ErrorCode::RetryLater,
-                ErrorCode::RetryLater.upstream_description(),
-                upstream,
-                Some(retry_after_s),
-                take(diag),
+            let answer = with_upstream_ms(
+                err_answer(
+                    ErrorCode::RetryLater,
+                    ErrorCode::RetryLater.upstream_description(),
+                    upstream,
+                    Some(retry_after_s),
+                    take(diag),
+                ),
+                upstream_ms,
             );
             Fetched::Failed { answer, not_before }
         }

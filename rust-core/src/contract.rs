@@ -267,7 +267,21 @@ pub struct OkAnswer {
     pub upstream_ms: Option<u64>,
     /// Absolute expiry (epoch seconds) of the served access token; null when unknown.
     pub expires_at: Option<i64>,
+    /// Present only with `action: serve` after a failed refresh (`retry_later` or
+    /// `upstream_error`) while the served token is still valid: what the failure was
+    /// (contract 1 addition, for events and metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_failure: Option<RefreshFailure>,
     pub diag: Vec<String>,
+}
+
+/// A refresh that failed while a still-valid token was served: our code and what the
+/// IdP said (never a token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefreshFailure {
+    pub code: crate::errors::ErrorCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Upstream>,
 }
 
 impl std::fmt::Debug for OkAnswer {
@@ -279,6 +293,7 @@ impl std::fmt::Debug for OkAnswer {
             .field("store", &self.store)
             .field("upstream_ms", &self.upstream_ms)
             .field("expires_at", &self.expires_at)
+            .field("refresh_failure", &self.refresh_failure)
             .field("diag", &self.diag)
             .finish()
     }
@@ -311,6 +326,10 @@ pub struct ErrAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<Upstream>,
     pub retry_after_s: Option<u64>,
+    /// Time spent talking to the IdP (all attempts and waits) when this call asked it
+    /// (contract 1 addition); absent when the IdP was not asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_ms: Option<u64>,
     pub diag: Vec<String>,
     /// Rarely present (OBO only): the stored token changed before the failure (the user's
     /// assertion token was refreshed, maybe with a rotated refresh token) and must be
@@ -399,6 +418,7 @@ mod tests {
             store: Some(RedactedJson(r#"{"refresh_token":"RT-SAMPLE-debug-2"}"#.into())),
             upstream_ms: Some(1),
             expires_at: None,
+            refresh_failure: None,
             diag: vec![],
         });
         let d = format!("{a:?} {a:#?}");
@@ -414,6 +434,7 @@ mod tests {
             store: None,
             upstream_ms: None,
             expires_at: Some(5),
+            refresh_failure: None,
             diag: vec![],
         });
         let v: Value = serde_json::from_str(&a.to_json()).unwrap();

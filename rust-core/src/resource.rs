@@ -7,10 +7,12 @@
 
 use serde_json::{Map, Value};
 
-use crate::contract::{Action, Answer, OkAnswer, Policy, RedactedJson, Request, ResourceRequest, Upstream};
+use crate::contract::{
+    Action, Answer, OkAnswer, Policy, RedactedJson, RefreshFailure, Request, ResourceRequest, Upstream,
+};
 use crate::errors::ErrorCode;
 use crate::freshness::{Decision, decide};
-use crate::retrieve::{Exchanged, err_answer, exchange, local_misconfiguration};
+use crate::retrieve::{Exchanged, err_answer, exchange, local_misconfiguration, with_upstream_ms};
 use crate::retry::Finished;
 use crate::stored::{ACCESS_TOKEN_EXPIRATION, StoredToken, non_empty_str, number_or_string};
 
@@ -106,6 +108,8 @@ pub(crate) struct Got {
     /// The whole new stored token, when it changed.
     pub fields: Option<Map<String, Value>>,
     pub upstream_ms: Option<u64>,
+    /// Set when a refresh failed and the still-valid entry is served.
+    pub refresh_failure: Option<RefreshFailure>,
 }
 
 /// A fresh token for resource `key` (refresh scope `refresh_scope`), refreshing it with the
@@ -132,7 +136,7 @@ pub(crate) fn ensure(
                 None => "resource token: expiry unknown and no refresh token".into(),
             });
             let entry = current.cloned().unwrap_or_default();
-            Ok(Got { entry, expiry, fields: None, upstream_ms: None })
+            Ok(Got { entry, expiry, fields: None, upstream_ms: None, refresh_failure: None })
         }
         Decision::Reauth => {
             diag.push("reauth: resource token missing or expired, no refresh token".into());
@@ -157,6 +161,7 @@ pub(crate) fn ensure(
                     store: None,
                     upstream_ms: None,
                     expires_at: expiry.filter(|_| current.is_some()),
+                    refresh_failure: None,
                     diag: std::mem::take(diag),
                 }));
             }
@@ -205,12 +210,15 @@ fn refresh(
             if expiry <= req.now {
                 diag.push("refresh answer holds an access token that is already expired".into());
                 let up = Upstream { status: last_status, ..Upstream::default() };
-                return Err(err_answer(
-                    ErrorCode::UpstreamError,
-                    ErrorCode::UpstreamError.upstream_description(),
-                    Some(up),
-                    None,
-                    take(diag),
+                return Err(with_upstream_ms(
+                    err_answer(
+                        ErrorCode::UpstreamError,
+                        ErrorCode::UpstreamError.upstream_description(),
+                        Some(up),
+                        None,
+                        take(diag),
+                    ),
+                    upstream_ms,
                 ));
             }
             let mut fields = stored.fields.clone();
@@ -232,33 +240,55 @@ fn refresh(
                 "resource token refreshed: upstream {status} in {upstream_ms} ms (attempt {attempts}), refresh token {rotated}, {} s valid",
                 expiry.saturating_sub(req.now)
             ));
-            Ok(Got { entry, expiry: Some(expiry), fields: Some(fields), upstream_ms: Some(upstream_ms) })
+            Ok(Got {
+                entry,
+                expiry: Some(expiry),
+                fields: Some(fields),
+                upstream_ms: Some(upstream_ms),
+                refresh_failure: None,
+            })
         }
         Finished::Failed(f) if f.code == ErrorCode::UpstreamError && still_valid => {
             diag.push(f.reason);
-            Ok(serve_still_valid(req.now, current, upstream_ms, diag))
+            let failure = RefreshFailure { code: f.code, upstream: f.upstream };
+            Ok(serve_still_valid(req.now, current, upstream_ms, failure, diag))
         }
-        Finished::RetryLater { .. } if still_valid => Ok(serve_still_valid(req.now, current, upstream_ms, diag)),
+        Finished::RetryLater { upstream, .. } if still_valid => {
+            let failure = RefreshFailure { code: ErrorCode::RetryLater, upstream };
+            Ok(serve_still_valid(req.now, current, upstream_ms, failure, diag))
+        }
         Finished::Failed(f) => {
             diag.push(f.reason);
-            Err(err_answer(f.code, f.code.upstream_description(), f.upstream, None, take(diag)))
+            Err(with_upstream_ms(
+                err_answer(f.code, f.code.upstream_description(), f.upstream, None, take(diag)),
+                upstream_ms,
+            ))
         }
-        Finished::RetryLater { upstream, retry_after_s, .. } => Err(err_answer(
-            ErrorCode::RetryLater,
-            ErrorCode::RetryLater.upstream_description(),
-            upstream,
-            Some(retry_after_s),
-            take(diag),
+        Finished::RetryLater { upstream, retry_after_s, .. } => Err(with_upstream_ms(
+            err_answer(
+                ErrorCode::RetryLater,
+                ErrorCode::RetryLater.upstream_description(),
+                upstream,
+                Some(retry_after_s),
+                take(diag),
+            ),
+            upstream_ms,
         )),
     }
 }
 
-fn serve_still_valid(now: i64, current: Option<&Map<String, Value>>, upstream_ms: u64, diag: &mut Vec<String>) -> Got {
+fn serve_still_valid(
+    now: i64,
+    current: Option<&Map<String, Value>>,
+    upstream_ms: u64,
+    failure: RefreshFailure,
+    diag: &mut Vec<String>,
+) -> Got {
     let entry = current.cloned().unwrap_or_default();
     let expiry = entry_expiry(&entry);
     let left = expiry.unwrap_or(now).saturating_sub(now);
     diag.push(format!("refresh failed; serving the stored resource token, still valid for {left} s"));
-    Got { entry, expiry, fields: None, upstream_ms: Some(upstream_ms) }
+    Got { entry, expiry, fields: None, upstream_ms: Some(upstream_ms), refresh_failure: Some(failure) }
 }
 
 /// `check` / `retrieve` with `"resource"`.
@@ -284,6 +314,7 @@ pub(crate) fn ok_answer(got: Got, now: i64, diag: Vec<String>) -> Answer {
         store,
         upstream_ms: got.upstream_ms,
         expires_at: got.expiry,
+        refresh_failure: got.refresh_failure,
         diag,
     })
 }
@@ -381,7 +412,7 @@ pub fn handle_obo(req: &Request, stored: &StoredToken, obo: &crate::contract::Ob
                 None => "obo token: expiry unknown".into(),
             });
             let entry = current.cloned().unwrap_or_default();
-            ok_answer(Got { entry, expiry, fields: None, upstream_ms: None }, now, diag)
+            ok_answer(Got { entry, expiry, fields: None, upstream_ms: None, refresh_failure: None }, now, diag)
         }
         Decision::Reauth => {
             diag.push("reauth: obo token missing or expired, no user token to exchange".into());
@@ -406,6 +437,7 @@ pub fn handle_obo(req: &Request, stored: &StoredToken, obo: &crate::contract::Ob
                     store: None,
                     upstream_ms: None,
                     expires_at: expiry.filter(|_| current.is_some()),
+                    refresh_failure: None,
                     diag,
                 });
             }
@@ -463,14 +495,19 @@ fn obo_exchange(
         };
     let total_ms = got.upstream_ms.unwrap_or(0).saturating_add(upstream_ms);
     let still_valid = current.and_then(entry_expiry).is_some_and(|e| e > req.now);
-    let serve_current = |mut diag: Vec<String>| {
+    let serve_current = |failure: RefreshFailure, mut diag: Vec<String>| {
         let entry = current.cloned().unwrap_or_default();
         let expiry = entry_expiry(&entry);
         diag.push(format!(
             "obo failed; serving the stored obo token, still valid for {} s",
             expiry.unwrap_or(req.now).saturating_sub(req.now)
         ));
-        ok_answer(Got { entry, expiry, fields: got.fields.clone(), upstream_ms: Some(total_ms) }, req.now, diag)
+        let refresh_failure = Some(failure);
+        ok_answer(
+            Got { entry, expiry, fields: got.fields.clone(), upstream_ms: Some(total_ms), refresh_failure },
+            req.now,
+            diag,
+        )
     };
     match finished {
         Finished::Success { body, attempts } => {
@@ -485,7 +522,7 @@ fn obo_exchange(
                     None,
                     diag,
                 );
-                return with_store(a, changed);
+                return with_store(with_upstream_ms(a, total_ms), changed);
             }
             let mut fields = got.fields.clone().unwrap_or_else(|| stored.fields.clone());
             insert_bounded(&mut fields, OBO_KEY, key, entry.clone());
@@ -496,27 +533,39 @@ fn obo_exchange(
                 expiry.saturating_sub(req.now)
             ));
             ok_answer(
-                Got { entry, expiry: Some(expiry), fields: Some(fields), upstream_ms: Some(total_ms) },
+                Got {
+                    entry,
+                    expiry: Some(expiry),
+                    fields: Some(fields),
+                    upstream_ms: Some(total_ms),
+                    refresh_failure: None,
+                },
                 req.now,
                 diag,
             )
         }
         Finished::Failed(f) if f.code == ErrorCode::UpstreamError && still_valid => {
             diag.push(f.reason);
-            serve_current(diag)
+            serve_current(RefreshFailure { code: f.code, upstream: f.upstream }, diag)
         }
-        Finished::RetryLater { .. } if still_valid => serve_current(diag),
+        Finished::RetryLater { upstream, .. } if still_valid => {
+            serve_current(RefreshFailure { code: ErrorCode::RetryLater, upstream }, diag)
+        }
         Finished::Failed(f) => {
             diag.push(f.reason);
-            with_store(err_answer(f.code, obo_description(f.code), f.upstream, None, diag), changed)
+            let a = err_answer(f.code, obo_description(f.code), f.upstream, None, diag);
+            with_store(with_upstream_ms(a, total_ms), changed)
         }
         Finished::RetryLater { upstream, retry_after_s, .. } => with_store(
-            err_answer(
-                ErrorCode::RetryLater,
-                ErrorCode::RetryLater.upstream_description(),
-                upstream,
-                Some(retry_after_s),
-                diag,
+            with_upstream_ms(
+                err_answer(
+                    ErrorCode::RetryLater,
+                    ErrorCode::RetryLater.upstream_description(),
+                    upstream,
+                    Some(retry_after_s),
+                    diag,
+                ),
+                total_ms,
             ),
             changed,
         ),

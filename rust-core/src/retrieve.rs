@@ -6,7 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Map, Value};
 
 use crate::contract::{
-    Action, Answer, CONTRACT_VERSION, ErrAnswer, IdpConfig, OkAnswer, Op, Policy, RedactedJson, Request, Upstream,
+    Action, Answer, CONTRACT_VERSION, ErrAnswer, IdpConfig, OkAnswer, Op, Policy, RedactedJson, RefreshFailure,
+    Request, Upstream,
 };
 use crate::errors::{ErrorCode, Failure, Outcome, classify_failure, classify_response};
 use crate::freshness::{Decision, decide};
@@ -30,8 +31,17 @@ pub fn err_answer(
         upstream,
         retry_after_s,
         diag,
+        upstream_ms: None,
         store: None,
     })
+}
+
+/// Sets `upstream_ms` on an `err` answer (the IdP was asked); an `ok` is returned as is.
+pub(crate) fn with_upstream_ms(mut answer: Answer, upstream_ms: u64) -> Answer {
+    if let Answer::Err(e) = &mut answer {
+        e.upstream_ms = Some(upstream_ms);
+    }
+    answer
 }
 
 /// Handles one parsed request.
@@ -109,6 +119,7 @@ pub fn handle(req: &Request) -> Answer {
                     store: None,
                     upstream_ms: None,
                     expires_at: expiry,
+                    refresh_failure: None,
                     diag: vec![why],
                 }),
                 Op::Retrieve | Op::AppToken => refresh(req, &stored, vec![why]),
@@ -124,6 +135,7 @@ fn serve(fields: &Map<String, Value>, expiry: Option<i64>, now: i64, policy: &Po
         store: None,
         upstream_ms: None,
         expires_at: expiry,
+        refresh_failure: None,
         diag,
     })
 }
@@ -164,12 +176,15 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
             if expiry.is_none_or(|e| e <= req.now) {
                 diag.push("refresh answer holds an access token that is already expired".into());
                 let up = Upstream { status: last_status, ..Upstream::default() };
-                return err_answer(
-                    ErrorCode::UpstreamError,
-                    ErrorCode::UpstreamError.upstream_description(),
-                    Some(up),
-                    None,
-                    diag,
+                return with_upstream_ms(
+                    err_answer(
+                        ErrorCode::UpstreamError,
+                        ErrorCode::UpstreamError.upstream_description(),
+                        Some(up),
+                        None,
+                        diag,
+                    ),
+                    upstream_ms,
                 );
             }
             let status = last_status.map_or_else(|| "-".to_string(), |s| s.to_string());
@@ -186,26 +201,32 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
                 store: Some(RedactedJson(store)),
                 upstream_ms: Some(upstream_ms),
                 expires_at: expiry,
+                refresh_failure: None,
                 diag,
             })
         }
         Finished::Failed(f) if f.code == ErrorCode::UpstreamError && still_valid(stored, req.now) => {
             diag.push(f.reason);
-            serve_still_valid(req, stored, upstream_ms, diag)
+            let failure = RefreshFailure { code: f.code, upstream: f.upstream };
+            serve_still_valid(req, stored, upstream_ms, failure, diag)
         }
         Finished::Failed(f) => {
             diag.push(f.reason);
-            err_answer(f.code, f.code.upstream_description(), f.upstream, None, diag)
+            with_upstream_ms(err_answer(f.code, f.code.upstream_description(), f.upstream, None, diag), upstream_ms)
         }
-        Finished::RetryLater { .. } if still_valid(stored, req.now) => {
-            serve_still_valid(req, stored, upstream_ms, diag)
+        Finished::RetryLater { upstream, .. } if still_valid(stored, req.now) => {
+            let failure = RefreshFailure { code: ErrorCode::RetryLater, upstream };
+            serve_still_valid(req, stored, upstream_ms, failure, diag)
         }
-        Finished::RetryLater { upstream, retry_after_s, .. } => err_answer(
-            ErrorCode::RetryLater,
-            ErrorCode::RetryLater.upstream_description(),
-            upstream,
-            Some(retry_after_s),
-            diag,
+        Finished::RetryLater { upstream, retry_after_s, .. } => with_upstream_ms(
+            err_answer(
+                ErrorCode::RetryLater,
+                ErrorCode::RetryLater.upstream_description(),
+                upstream,
+                Some(retry_after_s),
+                diag,
+            ),
+            upstream_ms,
         ),
     }
 }
@@ -273,7 +294,13 @@ fn still_valid(stored: &StoredToken, now: i64) -> bool {
 
 /// A refresh failed for a reason the user cannot fix (`retry_later`, `upstream_error`)
 /// while the stored access token is still valid: serve it; nothing is stored.
-fn serve_still_valid(req: &Request, stored: &StoredToken, upstream_ms: u64, mut diag: Vec<String>) -> Answer {
+fn serve_still_valid(
+    req: &Request,
+    stored: &StoredToken,
+    upstream_ms: u64,
+    failure: RefreshFailure,
+    mut diag: Vec<String>,
+) -> Answer {
     let expiry = stored.expiry();
     let left = expiry.unwrap_or(req.now).saturating_sub(req.now);
     diag.push(format!("refresh failed; serving the stored access token, still valid for {left} s"));
@@ -283,6 +310,7 @@ fn serve_still_valid(req: &Request, stored: &StoredToken, upstream_ms: u64, mut 
         store: None,
         upstream_ms: Some(upstream_ms),
         expires_at: expiry,
+        refresh_failure: Some(failure),
         diag,
     })
 }
@@ -361,11 +389,7 @@ pub fn merge(
 pub(crate) fn expiry_of(m: &Map<String, Value>, now: i64, default_lifetime_s: i64) -> i64 {
     const MAX_LIFETIME_S: i64 = 366 * 24 * 3600;
     let jwt_exp = non_empty_str(m, "access_token").and_then(crate::jwt::exp);
-    let expires_in = m
-        .get("expires_in")
-        .and_then(number_or_string)
-        .filter(|e| *e > 0)
-        .map(|e| e.min(MAX_LIFETIME_S));
+    let expires_in = m.get("expires_in").and_then(number_or_string).filter(|e| *e > 0).map(|e| e.min(MAX_LIFETIME_S));
     match (expires_in, jwt_exp) {
         (Some(e), Some(x)) => now.saturating_add(e).min(x),
         (Some(e), None) => now.saturating_add(e),

@@ -107,11 +107,13 @@ async fn status_429_with_retry_after_is_retry_later_and_no_second_call_inside_th
     let a = call(request(&server, NOW, SECRET, "app-429")).await;
     assert_eq!(a["err"]["code"], "retry_later", "{a}");
     assert_eq!(a["err"]["retry_after_s"], 30);
+    assert!(a["err"]["upstream_ms"].is_u64(), "the IdP was asked: {a}");
     assert_eq!(count(&server).await, 1);
     let b = call(request(&server, NOW + 1, SECRET, "app-429")).await;
     assert_eq!(b["err"]["code"], "retry_later", "{b}");
     let s = b["err"]["retry_after_s"].as_u64().unwrap();
     assert!((1..=30).contains(&s), "{b}");
+    assert!(b["err"].get("upstream_ms").is_none(), "inside the window the IdP is not asked: {b}");
     assert_eq!(count(&server).await, 1, "no upstream call inside the Retry-After window");
 }
 
@@ -122,5 +124,6 @@ async fn bad_ca_file_is_idp_misconfigured_without_a_call() {
     r["idp"]["ca_file"] = json!("/nonexistent/ca.pem");
     let a = call(r.to_string()).await;
     assert_eq!(a["err"]["code"], "idp_misconfigured", "{a}");
+    assert!(a["err"].get("upstream_ms").is_none(), "{a}");
     assert_eq!(count(&server).await, 0);
 }

@@ -154,6 +154,7 @@ async fn invalid_grant_with_aadsts_body_is_reauth_required_without_retry_or_stor
     assert_eq!(err["upstream"]["error"], "invalid_grant");
     assert_eq!(err["upstream"]["error_codes"], json!([70008]));
     assert!(err["upstream"]["error_description"].as_str().unwrap().starts_with("AADSTS70008"));
+    assert!(err["upstream_ms"].is_u64(), "the IdP was asked: upstream_ms is set on err: {a}");
     assert!(a.get("ok").is_none());
     assert_no_secrets_in_diag_or_error(&a);
 }
@@ -411,6 +412,44 @@ async fn still_valid_token_is_served_when_the_early_refresh_fails_transiently() 
     assert_eq!(a["ok"]["response"]["access_token"], OLD_AT);
     assert_eq!(a["ok"]["response"]["expires_in"], 30);
     assert!(a["ok"].get("store").is_none());
+    assert!(a["ok"]["upstream_ms"].is_u64(), "{a}");
+    assert_eq!(a["ok"]["refresh_failure"]["code"], "retry_later", "{a}");
+    assert_eq!(a["ok"]["refresh_failure"]["upstream"]["status"], 503, "{a}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn still_valid_token_served_after_an_unusable_answer_names_upstream_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>not json</html>"))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let stored = json!({"access_token": OLD_AT, "refresh_token": OLD_RT, "accessTokenExpiration": NOW + 30});
+    let a = call(request_with_stored(&server, stored, json!({"max_attempts": 1}))).await;
+    assert_eq!(a["ok"]["action"], "serve", "{a}");
+    assert_eq!(a["ok"]["refresh_failure"]["code"], "upstream_error", "{a}");
+    assert_eq!(a["ok"]["refresh_failure"]["upstream"]["status"], 200, "{a}");
+    assert!(!a.to_string().contains(OLD_RT), "{a}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_serve_and_successful_refresh_carry_no_refresh_failure() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
+        .mount(&server)
+        .await;
+    let a = call(request(&server, json!({}))).await;
+    assert_eq!(a["ok"]["action"], "refreshed", "{a}");
+    assert!(a["ok"].get("refresh_failure").is_none(), "{a}");
+    let fresh = json!({"access_token": OLD_AT, "refresh_token": OLD_RT, "accessTokenExpiration": NOW + 3000});
+    let b = call(request_with_stored(&server, fresh, json!({}))).await;
+    assert_eq!(b["ok"]["action"], "serve", "{b}");
+    assert!(b["ok"].get("refresh_failure").is_none() && b["ok"].get("upstream_ms").is_none(), "{b}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -435,6 +474,16 @@ async fn expired_token_is_not_served_when_the_refresh_fails_transiently() {
     let stored = json!({"access_token": OLD_AT, "refresh_token": OLD_RT, "accessTokenExpiration": NOW});
     let a = call(request_with_stored(&server, stored, json!({"max_attempts": 1}))).await;
     assert_eq!(a["err"]["code"], "retry_later", "{a}");
+    assert!(a["err"]["upstream_ms"].is_u64(), "{a}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn err_without_an_upstream_call_has_no_upstream_ms() {
+    let server = MockServer::start().await;
+    let stored = json!({"access_token": OLD_AT, "accessTokenExpiration": NOW - 10});
+    let a = call(request_with_stored(&server, stored, json!({}))).await;
+    assert_eq!(a["err"]["code"], "reauth_required", "{a}");
+    assert!(a["err"].get("upstream_ms").is_none(), "{a}");
 }
 
 /// A token endpoint that streams a chunked 200 body (no Content-Length) for as long as

@@ -130,6 +130,8 @@ async fn still_valid_resource_token_is_served_when_its_early_refresh_fails_trans
     assert_eq!(a["ok"]["action"], "serve", "{a}");
     assert_eq!(a["ok"]["response"]["expires_in"], 30);
     assert!(a["ok"].get("store").is_none());
+    assert_eq!(a["ok"]["refresh_failure"]["code"], "retry_later", "{a}");
+    assert!(a["ok"]["upstream_ms"].is_u64(), "{a}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -143,6 +145,8 @@ async fn rejected_refresh_token_for_a_resource_is_reauth_required_and_nothing_st
     let a = call(request(&server, &stored(), json!({"resource": {"scope": API}}))).await;
     assert_eq!(a["err"]["code"], "reauth_required", "{a}");
     assert!(a["err"].get("store").is_none());
+    assert_eq!(a["err"]["upstream"]["error_codes"], json!([70008]), "{a}");
+    assert!(a["err"]["upstream_ms"].is_u64(), "{a}");
 }
 
 const ASSERT_AT: &str = "AT-ASSERT-sample-0006";
@@ -259,6 +263,7 @@ async fn obo_errors_are_classified_and_a_refreshed_assertion_is_stored_all_the_s
         let a = call(request(&server, &stored(), obo("entra_obo"))).await;
         assert_eq!(a["err"]["code"], code, "{a}");
         assert_eq!(a["err"]["upstream"]["error_codes"][0], aadsts);
+        assert!(a["err"]["upstream_ms"].is_u64(), "{a}");
         let st: Value = serde_json::from_str(a["err"]["store"].as_str().expect("store on err")).unwrap();
         assert_eq!(st["refresh_token"], NEW_RT);
         assert_eq!(st["fresh_token_resources"][API]["access_token"], ASSERT_AT);
