@@ -32,6 +32,7 @@ abstract class AbstractFreshTokenFactory extends AbstractIdentityProviderFactory
     @Override
     public void postInit(KeycloakSessionFactory factory) {
         NativeLibrary.ensureLoaded();
+        Telemetry.registerGauges();
     }
 
     @Override

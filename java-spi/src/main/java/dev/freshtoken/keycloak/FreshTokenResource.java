@@ -87,7 +87,7 @@ public class FreshTokenResource implements RealmResourceProvider {
         if (identity == null) {
             identity = new FederatedIdentityModel(alias, null, null, null);
         }
-        return cors(new TokenService(session, provider).obo(identity, auth.user(), scope).response(), auth.token());
+        return cors(new TokenService(session, provider).caller(auth.client(), auth.user()).obo(identity, auth.user(), scope).response(), auth.token());
     }
 
     @GET
@@ -104,7 +104,7 @@ public class FreshTokenResource implements RealmResourceProvider {
         if (realmAccess == null || !realmAccess.isUserInRole(role)) {
             return error(403, "forbidden", "App-only tokens of '" + alias + "' need the realm role '" + role + "'.", auth.token());
         }
-        return cors(new TokenService(session, provider).appToken(scope).response(), auth.token());
+        return cors(new TokenService(session, provider).caller(auth.client(), auth.user()).appToken(scope).response(), auth.token());
     }
 
     /** The authenticated caller and the IdP it asks about, or the answer that refuses it. */

@@ -66,6 +66,10 @@ final class TokenService {
     private String resourceScope;
     /** A downstream on-behalf-of token (scope string), or null. */
     private String oboScope;
+    /** Events and metrics of this retrieval (Telemetry.java); the core's last answer and whether we asked the IdP. */
+    private Telemetry.Call telemetry;
+    private Answer lastAnswer;
+    private boolean askedIdp;
 
     TokenService(KeycloakSession session, FreshTokenIdentityProvider provider) {
         this.session = session;
@@ -75,16 +79,44 @@ final class TokenService {
 
     Outcome retrieve(FederatedIdentityModel identity, UserModel userOrNull, Endpoint endpoint, String resourceScope) {
         this.resourceScope = resourceScope == null || resourceScope.isBlank() ? null : FreshTokenConfig.normaliseScope(resourceScope);
+        telemetry = new Telemetry.Call(session, config.getAlias(), endpoint == Endpoint.V1 ? "broker_v1" : "broker_v2");
+        telemetry.kind(this.resourceScope == null ? Telemetry.Kind.IDP : Telemetry.Kind.RESOURCE, this.resourceScope);
         try {
-            return doRetrieve(identity, userOrNull, endpoint);
+            return recorded(doRetrieve(identity, userOrNull, endpoint));
         } catch (RuntimeException e) {
             LOG.errorf(e, "fresh-token: token retrieval for IdP '%s' failed unexpectedly", config.getAlias());
-            return error("internal_error", 500, "Token retrieval failed unexpectedly; see the server log.", null, null);
+            return recorded(error("internal_error", 500, "Token retrieval failed unexpectedly; see the server log.", null, null));
         }
+    }
+
+    /** The caller of our own endpoints (obo, app-token), for their events. */
+    TokenService caller(ClientModel client, UserModel user) {
+        this.callerClient = client;
+        this.callerUser = user;
+        return this;
+    }
+
+    private ClientModel callerClient;
+    private UserModel callerUser;
+
+    /** Hands the outcome to Telemetry (event details, metrics) and returns it. */
+    private Outcome recorded(Outcome o) {
+        if (telemetry != null) {
+            telemetry.caller(callerClient, callerUser);
+            telemetry.finish(o.errorCode(), lastAnswer == null ? null : lastAnswer.body(), askedIdp);
+        }
+        return o;
     }
 
     /** On-behalf-of: the same single-flight path, with the core's {@code obo} request. */
     Outcome obo(FederatedIdentityModel identity, UserModel user, String scope) {
+        String s0 = scope == null ? "" : FreshTokenConfig.normaliseScope(scope);
+        telemetry = new Telemetry.Call(session, config.getAlias(), "obo");
+        telemetry.kind(Telemetry.Kind.OBO, s0.isEmpty() ? null : s0);
+        return recorded(oboOutcome(identity, user, scope));
+    }
+
+    private Outcome oboOutcome(FederatedIdentityModel identity, UserModel user, String scope) {
         String alias = config.getAlias();
         if (config.oboClientId().isEmpty()) {
             return error("idp_misconfigured", 502, "On-behalf-of is not configured for identity provider '" + alias
@@ -96,6 +128,7 @@ final class TokenService {
                     + alias + "'.", null, null);
         }
         this.oboScope = s;
+        telemetry.resourceAllowed();
         try {
             return doRetrieve(identity, user, Endpoint.V2);
         } catch (RuntimeException e) {
@@ -106,11 +139,20 @@ final class TokenService {
 
     /** App-only: client_credentials through the core's per-node cache (single flight inside the core). */
     Outcome appToken(String scope) {
+        String s0 = scope == null ? "" : FreshTokenConfig.normaliseScope(scope);
+        telemetry = new Telemetry.Call(session, config.getAlias(), "app_token");
+        telemetry.kind(Telemetry.Kind.APP, s0.isEmpty() ? null : s0);
+        return recorded(appTokenOutcome(scope));
+    }
+
+    private Outcome appTokenOutcome(String scope) {
         String alias = config.getAlias();
         String s = scope == null ? "" : FreshTokenConfig.normaliseScope(scope);
         if (s.isEmpty() || !config.appTokenScopeAllowed(s)) {
             return error("forbidden", 403, "Scope '" + s + "' is not among the app-only scopes of '" + alias + "'.", null, null);
         }
+        telemetry.resourceAllowed();
+        askedIdp = true; // the core asks the IdP unless its cache serves (then no upstream_ms)
         String method = config.getClientAuthMethod();
         ObjectNode req = MAPPER.createObjectNode();
         req.put("v", 1).put("op", "app_token").put("now", Time.currentTime()).put("scope", s);
@@ -130,6 +172,9 @@ final class TokenService {
         if (resourceScope != null && !config.resourceScopeAllowed(resourceScope)) {
             return error("forbidden", 403, "Scope '" + resourceScope + "' is not among the scopes apps may request for identity provider '"
                     + alias + "' (see the IdP's 'Scopes apps may request').", null, null);
+        }
+        if (resourceScope != null) {
+            telemetry.resourceAllowed();
         }
         String stored = identity.getToken();
         if (stored == null || stored.isBlank()) {
@@ -168,6 +213,10 @@ final class TokenService {
                     if (current == null) {
                         return reauth("No token is stored for this user and identity provider any more.", null);
                     }
+                    if (waited) {
+                        telemetry.waited("took_over");
+                    }
+                    askedIdp = true;
                     Answer answer = callCore("retrieve", current, endpoint, method);
                     if (answer.store() != null) {
                         persist(realmId, userId, answer.store());
@@ -187,10 +236,12 @@ final class TokenService {
             sleep(POLL_MS);
             String current = readStoredToken(realmId, userId);
             if (current == null) {
+                telemetry.waited("gone");
                 return reauth("No token is stored for this user and identity provider any more.", null);
             }
             Map<String, String> failure = locks.get(failureKey);
             if (failure != null && fingerprint(current).equals(failure.get("row"))) {
+                telemetry.waited("failed");
                 return respond(Answer.parse(failure.get("answer")));
             }
             Answer check = callCore("check", current, endpoint, method);
@@ -198,9 +249,11 @@ final class TokenService {
                 if (LOG.isDebugEnabled()) {
                     LOG.debugf("fresh-token: IdP '%s' user %s: served the token refreshed by a concurrent request", alias, userId);
                 }
+                telemetry.waited(check.isError() ? "failed" : "served");
                 return respond(check);
             }
             if (System.currentTimeMillis() > waitUntil) {
+                telemetry.waited("timeout");
                 return error("retry_later", 503, "Another request is still refreshing this token; try again shortly.", null, 1L);
             }
         }
@@ -318,6 +371,7 @@ final class TokenService {
     }
 
     private Outcome respond(Answer a) {
+        lastAnswer = a;
         String alias = config.getAlias();
         if (!a.isError()) {
             if (LOG.isDebugEnabled()) {
