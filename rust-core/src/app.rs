@@ -222,6 +222,7 @@ pub fn handle(req: &Request) -> Answer {
             a
         }
         Fetched::Failed { answer, not_before } => {
+            let answer = *answer;
             if let Some(nb) = not_before {
                 slot.not_before = Some(nb);
             }
@@ -253,7 +254,7 @@ pub fn handle(req: &Request) -> Answer {
 
 enum Fetched {
     Token(Cached, u64),
-    Failed { answer: Answer, not_before: Option<Instant> },
+    Failed { answer: Box<Answer>, not_before: Option<Instant> },
 }
 
 fn fetch(
@@ -265,7 +266,7 @@ fn fetch(
     diag: &mut Vec<String>,
 ) -> Fetched {
     let grant = [("grant_type", "client_credentials")];
-    let failed = |answer| Fetched::Failed { answer, not_before: None };
+    let failed = |answer| Fetched::Failed { answer: Box::new(answer), not_before: None };
     let Exchanged { finished, upstream_ms, last_status } =
         match exchange(idp, diag, || crate::grant::token_request(creds, &idp.token_url, &grant, Some(scope))) {
             Ok(x) => x,
@@ -322,7 +323,7 @@ fn fetch(
                 ),
                 upstream_ms,
             );
-            Fetched::Failed { answer, not_before }
+            Fetched::Failed { answer: Box::new(answer), not_before }
         }
     }
 }
