@@ -22,6 +22,9 @@ import org.keycloak.models.UserSessionModel;
  */
 public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
 
+    /** Mappers written for Keycloak's OIDC types read what our OIDC-based types provide (ID token, userinfo). */
+    static final java.util.List<String> OIDC_MAPPER_TYPES = java.util.List.of("oidc", "keycloak-oidc");
+
     private final FreshTokenConfig freshConfig;
 
     public FreshTokenIdentityProvider(KeycloakSession session, FreshTokenConfig config) {
@@ -31,6 +34,16 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
 
     public FreshTokenConfig freshConfig() {
         return freshConfig;
+    }
+
+    /**
+     * Keycloak lists for an IdP only mappers naming its provider id (admin console, mapper-types);
+     * ours are OIDC IdPs, so mappers for {@code oidc}/{@code keycloak-oidc} apply as well.
+     */
+    @Override
+    public boolean isMapperSupported(org.keycloak.broker.provider.IdentityProviderMapper mapper) {
+        return super.isMapperSupported(mapper)
+                || java.util.Arrays.stream(mapper.getCompatibleProviders()).anyMatch(OIDC_MAPPER_TYPES::contains);
     }
 
     /** Adds offline_access (unless switched off) so that the IdP issues a refresh token. */
@@ -62,6 +75,13 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
     @Override
     public BrokeredIdentityContext getFederatedIdentity(String response) {
         BrokeredIdentityContext context = super.getFederatedIdentity(response);
+        // An IdP moved over from Keycloak's microsoft type: its users were linked by their Entra object
+        // ID; Keycloak finds them by this legacy ID and moves the link to 'sub' (IdentityBrokerService).
+        if (MigrationPlanner.MICROSOFT.equals(getConfig().getConfig().get(MigrationPlanner.MIGRATED_FROM))
+                && context.getContextData().get(VALIDATED_ID_TOKEN) instanceof org.keycloak.representations.JsonWebToken t
+                && t.getOtherClaims().get("oid") instanceof String oid && !oid.isBlank()) {
+            context.setLegacyId(oid);
+        }
         if (freshConfig instanceof EntraConfig entra && entra.isMultiTenant()) {
             Object token = context.getContextData().get(VALIDATED_ID_TOKEN);
             if (!(token instanceof org.keycloak.representations.JsonWebToken idToken)) {
