@@ -22,9 +22,6 @@ import org.keycloak.models.UserSessionModel;
  */
 public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
 
-    /** Mappers written for Keycloak's OIDC types read what our OIDC-based types provide (ID token, userinfo). */
-    static final java.util.List<String> OIDC_MAPPER_TYPES = java.util.List.of("oidc", "keycloak-oidc");
-
     private final FreshTokenConfig freshConfig;
 
     public FreshTokenIdentityProvider(KeycloakSession session, FreshTokenConfig config) {
@@ -43,7 +40,7 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
     @Override
     public boolean isMapperSupported(org.keycloak.broker.provider.IdentityProviderMapper mapper) {
         return super.isMapperSupported(mapper)
-                || java.util.Arrays.stream(mapper.getCompatibleProviders()).anyMatch(OIDC_MAPPER_TYPES::contains);
+                || java.util.Arrays.stream(mapper.getCompatibleProviders()).anyMatch(MigrationPlanner.OIDC_MAPPER_TYPES::contains);
     }
 
     /** Adds offline_access (unless switched off) so that the IdP issues a refresh token. */

@@ -29,6 +29,9 @@ final class MigrationPlanner {
     /** Config key naming the type an IdP was moved from (the microsoft type identifies users by object ID). */
     static final String MIGRATED_FROM = "freshTokenMigratedFrom";
 
+    /** Mappers written for Keycloak's OIDC types read what our OIDC-based types provide (ID token, userinfo). */
+    static final List<String> OIDC_MAPPER_TYPES = List.of(OIDC, KEYCLOAK_OIDC);
+
     static final Set<String> SOURCES = Set.of(OIDC, KEYCLOAK_OIDC, MICROSOFT, ENTRA, FRESH);
     static final Set<String> TARGETS = Set.of(ENTRA, FRESH, OIDC);
     static final Set<String> ENTRA_HOSTS = Set.of("login.microsoftonline.com", "login.microsoftonline.us",
@@ -137,7 +140,10 @@ final class MigrationPlanner {
         // Creation-time defaults of our types (minimum validity 60 s, refresh token not handed out, store
         // tokens on) apply once more on the move; keys already set are kept.
         c.remove(FreshTokenConfig.INITIALIZED);
-        c.put(MIGRATED_FROM, from);
+        // Sticky for microsoft: users not signed in since still carry their object ID as link.
+        if (!MICROSOFT.equals(c.get(MIGRATED_FROM))) {
+            c.put(MIGRATED_FROM, from);
+        }
         if (to.equals(ENTRA)) {
             toEntra(t);
         } else {
@@ -220,7 +226,9 @@ final class MigrationPlanner {
         }
         c.put("defaultScope", ours.effectiveLoginScope());
         c.remove(FreshTokenConfig.INITIALIZED);
-        c.remove(MIGRATED_FROM);
+        if (!MICROSOFT.equals(c.get(MIGRATED_FROM))) {
+            c.remove(MIGRATED_FROM);
+        }
         t.notes.add("the login scopes become the ones our type sent (offline_access included when it was added), "
                 + "so Keycloak keeps receiving refresh tokens");
         t.notes.add("settings of our types stay in the config, unused by Keycloak's oidc type, so a later move back keeps them");

@@ -252,7 +252,7 @@ public class MigrationResource {
         if (compatible.contains(IdentityProviderMapper.ANY_PROVIDER) || compatible.contains(target)) {
             return true;
         }
-        return !target.equals(MigrationPlanner.OIDC) && FreshTokenIdentityProvider.OIDC_MAPPER_TYPES.stream()
+        return !target.equals(MigrationPlanner.OIDC) && MigrationPlanner.OIDC_MAPPER_TYPES.stream()
                 .anyMatch(compatible::contains);
     }
 }
