@@ -33,6 +33,16 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
         return freshConfig;
     }
 
+    /**
+     * Keycloak lists for an IdP only mappers naming its provider id (admin console, mapper-types);
+     * ours are OIDC IdPs, so mappers for {@code oidc}/{@code keycloak-oidc} apply as well.
+     */
+    @Override
+    public boolean isMapperSupported(org.keycloak.broker.provider.IdentityProviderMapper mapper) {
+        return super.isMapperSupported(mapper)
+                || java.util.Arrays.stream(mapper.getCompatibleProviders()).anyMatch(MigrationPlanner.OIDC_MAPPER_TYPES::contains);
+    }
+
     /** Adds offline_access (unless switched off) so that the IdP issues a refresh token. */
     @Override
     protected UriBuilder createAuthorizationUrl(AuthenticationRequest request) {
@@ -62,6 +72,13 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
     @Override
     public BrokeredIdentityContext getFederatedIdentity(String response) {
         BrokeredIdentityContext context = super.getFederatedIdentity(response);
+        // An IdP moved over from Keycloak's microsoft type: its users were linked by their Entra object
+        // ID; Keycloak finds them by this legacy ID and moves the link to 'sub' (IdentityBrokerService).
+        if (MigrationPlanner.MICROSOFT.equals(getConfig().getConfig().get(MigrationPlanner.MIGRATED_FROM))
+                && context.getContextData().get(VALIDATED_ID_TOKEN) instanceof org.keycloak.representations.JsonWebToken t
+                && t.getOtherClaims().get("oid") instanceof String oid && !oid.isBlank()) {
+            context.setLegacyId(oid);
+        }
         if (freshConfig instanceof EntraConfig entra && entra.isMultiTenant()) {
             Object token = context.getContextData().get(VALIDATED_ID_TOKEN);
             if (!(token instanceof org.keycloak.representations.JsonWebToken idToken)) {
