@@ -197,13 +197,14 @@ def test_admin_console_in_chromium_create_edit_reload_help_texts_errors_and_prov
     admin.create_realm(realm)
     info = admin.server_info()["providers"]["identity_provider"]["providers"]
     # The settings the browser must find with help text: exactly what our factory declares.
-    expected = {pid: [p["label"] for p in _config_props(admin, pid)] for pid in ("entra-oidc", "fresh-oidc")}
+    expected = {pid: [{"name": p["name"], "label": p["label"]} for p in _config_props(admin, pid)]
+                for pid in ("entra-oidc", "fresh-oidc")}
     assert all(expected.values()) and info["entra-oidc"]["operationalInfo"]["nativeLibraryState"] == "LOADED"
     out = ROOT / "tests" / ".work" / "browser"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     env = dict(os.environ, KC_BASE=KC_BASE, REALM=realm, MOCK_AUTHORITY=mock_entra.base_url, TENANT=TENANT,
-               EXPECTED_LABELS=json.dumps(expected), SCREENSHOTS=str(SCREENSHOTS), OUT=str(out))
+               EXPECTED_PROPS=json.dumps(expected), SCREENSHOTS=str(SCREENSHOTS), OUT=str(out))
     p = subprocess.run(["node", str(BROWSER_DIR / "console.mjs")], env=env, capture_output=True, text=True, timeout=900)
     print(p.stdout[-6000:])
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
@@ -228,8 +229,8 @@ def test_admin_console_in_chromium_create_edit_reload_help_texts_errors_and_prov
 def _config_props(admin, provider_id: str) -> list[dict]:
     r = admin.http.get(f"{admin.base}/admin/realms/master/identity-provider/providers/{provider_id}",
                        headers=admin._auth(), timeout=30)
-    if r.status_code == 200 and r.json().get("properties"):
-        return r.json()["properties"]
+    if r.status_code == 200 and r.json().get("configProperties"):
+        return r.json()["configProperties"]
     info = admin.server_info()
     for ns in ("org.keycloak.broker.provider.IdentityProvider", "org.keycloak.broker.social.SocialIdentityProvider"):
         for c in info.get("componentTypes", {}).get(ns, []):
