@@ -129,7 +129,9 @@ public class FreshTokenAdminResource {
                     return false;
                 }
                 boolean had = fi.getToken() != null && !fi.getToken().isBlank();
-                fi.setToken(null);
+                // Empty, not null: for null Keycloak's V1 endpoint answers its own 404 before asking us;
+                // empty reaches TokenService, which answers reauth_required with the account-link URL.
+                fi.setToken("");
                 s.users().updateFederatedIdentity(r, u, fi);
                 return had;
             });
