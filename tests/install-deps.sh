@@ -18,3 +18,24 @@ for tool in curl unzip; do
     fi
   fi
 done
+# The admin-console browser test: Debian's Chromium (never a downloaded browser) driven by
+# playwright-core from npm, pinned in tests/browser/package-lock.json.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "missing /usr/bin/chromium: install it (sudo apt-get install chromium)" >&2; exit 1
+  fi
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "missing node/npm: install them (sudo apt-get install nodejs npm)" >&2; exit 1
+  fi
+fi
+if [ ! -f browser/node_modules/playwright-core/package.json ] \
+    || ! grep -q "\"version\": \"$(node -p 'require("./browser/package.json").dependencies["playwright-core"]')\"" \
+         browser/node_modules/playwright-core/package.json; then
+  (cd browser && npm ci --no-audit --no-fund --loglevel=error)
+fi

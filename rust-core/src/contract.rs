@@ -95,6 +95,8 @@ pub enum Op {
     /// An app-only token (client_credentials), cached in process memory.
     #[serde(rename = "app_token")]
     AppToken,
+    /// Status of the stored token for admins (`crate::inspect`); no network, no token values.
+    Inspect,
 }
 
 /// What the app may see and when to refresh. Every field may be absent or null; the
@@ -230,6 +232,9 @@ pub mod defaults {
 pub enum Answer {
     Ok(OkAnswer),
     Err(ErrAnswer),
+    /// The `ok` answer of `inspect`.
+    #[serde(rename = "ok")]
+    Inspect(crate::inspect::InspectAnswer),
 }
 
 impl Answer {

@@ -12,6 +12,7 @@ pub mod form;
 pub mod freshness;
 pub mod grant;
 pub mod http;
+pub mod inspect;
 pub mod jni_bridge;
 pub mod jwt;
 pub mod resource;

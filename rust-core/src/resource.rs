@@ -21,7 +21,7 @@ pub const RESOURCES_KEY: &str = "fresh_token_resources";
 /// Top-level key of the on-behalf-of / token-exchange results.
 pub const OBO_KEY: &str = "fresh_token_obo";
 /// Our keys in the stored token: kept across top-level refreshes, never in a response.
-pub const EXTENSION_KEYS: [&str; 2] = [RESOURCES_KEY, OBO_KEY];
+pub const EXTENSION_KEYS: [&str; 3] = [RESOURCES_KEY, OBO_KEY, crate::inspect::REFRESHED_AT];
 /// At most this many entries per map; when full, the entry expiring first goes.
 pub const MAX_ENTRIES: usize = 16;
 

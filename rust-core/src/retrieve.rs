@@ -70,6 +70,9 @@ pub fn handle(req: &Request) -> Answer {
             );
         }
     };
+    if req.op == Op::Inspect {
+        return crate::inspect::handle(req, &stored);
+    }
     if let Some(obo) = &req.obo {
         if req.resource.is_some() {
             return err_answer(
@@ -113,7 +116,7 @@ pub fn handle(req: &Request) -> Answer {
                 None => "refresh due: expiry unknown".to_string(),
             };
             match req.op {
-                Op::Check => Answer::Ok(OkAnswer {
+                Op::Check | Op::Inspect => Answer::Ok(OkAnswer {
                     action: Action::Refresh,
                     response: None,
                     store: None,
@@ -378,6 +381,7 @@ pub fn merge(
     }
     let expiry = expiry_of(&m, now, default_lifetime_s);
     m.insert(ACCESS_TOKEN_EXPIRATION.into(), Value::from(expiry));
+    m.insert(crate::inspect::REFRESHED_AT.into(), Value::from(now));
     m
 }
 
@@ -489,7 +493,8 @@ mod tests {
                 "access_token",
                 "refresh_token",
                 "foo",
-                "accessTokenExpiration"
+                "accessTokenExpiration",
+                "fresh_token_refreshed_at"
             ]
         );
         assert_eq!(m["ext_expires_in"], "3599");
@@ -508,6 +513,14 @@ mod tests {
         assert_eq!(m["expires_in"], json!(3599));
         assert_eq!(m["refresh_expires_in"], json!(86400));
         assert_eq!(m[ACCESS_TOKEN_EXPIRATION], json!(NOW + 3599));
+    }
+
+    #[test]
+    fn merge_records_when_it_refreshed_and_the_app_never_sees_it() {
+        let prev = stored(json!({"access_token":"old","refresh_token":"rt","fresh_token_refreshed_at": NOW - 500}));
+        let m = merge(&prev, obj(json!({"access_token":"new","expires_in":3600,"fresh_token_refreshed_at": 1})), NOW, 300);
+        assert_eq!(m[crate::inspect::REFRESHED_AT], json!(NOW));
+        assert!(app_response(&m, Some(NOW + 3600), NOW, &Policy::default()).get(crate::inspect::REFRESHED_AT).is_none());
     }
 
     #[test]

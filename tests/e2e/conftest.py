@@ -170,6 +170,6 @@ def realm(admin, mock_entra):
                         attributes={"external.token.enabled": "true", "external.token.idp": "entra"})
     r = admin.create_idp(name, "entra", "entra-oidc", entra_idp_config(mock_entra))
     assert r.status_code == 201, r.text
-    mock_entra.config(access_token_lifetime_s=3600, refresh_mode="entra", fault="none")
+    mock_entra.config(access_token_lifetime_s=3600, refresh_mode="entra", fault="none", issue_refresh_tokens=True)
     # Realms are kept until the end of the run: the log-hygiene test reads their events.
     yield name

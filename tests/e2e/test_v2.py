@@ -53,8 +53,9 @@ def test_fifty_concurrent_v2_calls_for_an_expired_token_cause_one_refresh(admin,
 
 
 def test_v2_error_is_returned_as_our_json_not_a_bare_invalid_request(admin, realm, mock_entra: MockEntra):
-    admin.update_idp_config(realm, "entra", addOfflineAccess="false", minValidityToken=1)
-    mock_entra.config(access_token_lifetime_s=3)
+    admin.update_idp_config(realm, "entra", minValidityToken=1)
+    # The IdP issues no refresh token (entra-oidc refuses a login scope without offline_access on save).
+    mock_entra.config(access_token_lifetime_s=3, issue_refresh_tokens=False)
     user = login(realm)
     first = broker_token_v2(KC_BASE, realm, "entra", user)
     assert first.status_code == 200, first.text

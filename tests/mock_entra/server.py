@@ -123,6 +123,7 @@ DEFAULT_CONFIG = {
     "refresh_delay_ms": 0,
     "recent_limit": 50,
     "prompt_none_login_required": False,   # prompt=none answers login_required (no SSO session)
+    "issue_refresh_tokens": True,   # False: no refresh token even with offline_access (a user without one)
 }
 
 FAULTS = {
@@ -314,7 +315,7 @@ class MockState:
             if "fault_grants" in settings and (not isinstance(settings["fault_grants"], list) or
                                                not all(isinstance(g, str) for g in settings["fault_grants"])):
                 raise ValueError("fault_grants must be a list of grant type strings")
-            for k in ("expires_in_as_string", "retry_after_on_503", "prompt_none_login_required"):
+            for k in ("expires_in_as_string", "retry_after_on_503", "prompt_none_login_required", "issue_refresh_tokens"):
                 if k in settings and not isinstance(settings[k], bool):
                     raise ValueError(f"{k} must be a boolean")
             if "fault" in settings and "fault_count" not in settings:
@@ -1233,7 +1234,7 @@ class Handler(BaseHTTPRequestHandler):
         id_token = Minter(st, self.base).id_token(tid=rec["tid"], client_id=client_id, user=user, oidc=sr.oidc,
                                                  nonce=rec["nonce"]) if sr.openid else None
         refresh = None
-        if sr.offline:
+        if sr.offline and st.config["issue_refresh_tokens"]:
             refresh = Minter(st, self.base).refresh_token(family=str(uuid.uuid4()), client_id=client_id, user=user,
                                                           tid=rec["tid"], oidc=sr.oidc, generation=1,
                                                           scope=rec["scope"])
@@ -1363,7 +1364,7 @@ class Handler(BaseHTTPRequestHandler):
             tid=atid, client_id=client_id, user=user, sr=sr, client_cfg=client_cfg, auth_method=auth_method,
             consented_oidc=sr.oidc)
         refresh = None
-        if sr.offline:
+        if sr.offline and self.st.config["issue_refresh_tokens"]:
             refresh = minter.refresh_token(family=str(uuid.uuid4()), client_id=client_id, user=user, tid=atid,
                                            oidc=sr.oidc, generation=1, scope=scope)
         id_token = minter.id_token(tid=atid, client_id=client_id, user=user, oidc=sr.oidc, nonce=None) \

@@ -48,18 +48,13 @@ abstract class AbstractFreshTokenFactory extends AbstractIdentityProviderFactory
                 .add().build();
     }
 
-    /** Settings shown on the create page (the details page adds Keycloak's full OIDC settings). */
+    /**
+     * Our settings, shown on the create page and in the IdP page's general settings. Client ID
+     * and secret are not among them: the console's own client fields (create page, and the
+     * IdP page's OIDC section) edit the same keys.
+     */
     protected static List<ProviderConfigProperty> commonProperties(boolean entra) {
         List<ProviderConfigProperty> list = new ArrayList<>(ProviderConfigurationBuilder.create()
-                .property().name("clientId").label("Client ID").type(ProviderConfigProperty.STRING_TYPE)
-                .required(true)
-                .helpText(entra ? "Application (client) ID of the app registration in Microsoft Entra ID."
-                        : "Client ID registered at the identity provider.")
-                .add()
-                .property().name("clientSecret").label("Client secret").type(ProviderConfigProperty.PASSWORD)
-                .secret(true)
-                .helpText("Client secret, or a vault reference such as ${vault.entra_secret}.")
-                .add()
                 .property().name("defaultScope").label("Scopes")
                 .type(ProviderConfigProperty.STRING_TYPE)
                 .defaultValue(entra ? "openid profile email" : "openid")

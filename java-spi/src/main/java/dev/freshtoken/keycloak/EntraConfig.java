@@ -97,6 +97,20 @@ public class EntraConfig extends FreshTokenConfig {
     public void validate(RealmModel realm) {
         deriveEndpoints();
         super.validate(realm);
+        requireOfflineAccessWhenStoringTokens();
+    }
+
+    /**
+     * Entra ID issues a refresh token only when {@code offline_access} is requested; with
+     * stored tokens a refresh is expected, so a login scope without it is a misconfiguration
+     * caught on save rather than a {@code reauth_required} for every user an hour later.
+     */
+    void requireOfflineAccessWhenStoringTokens() {
+        if (Compat.isStoreToken(this) && !(" " + effectiveLoginScope() + " ").contains(" offline_access ")) {
+            throw new IllegalArgumentException("Tokens are stored and refreshed, but offline_access is not requested: "
+                    + "Entra ID then issues no refresh token and every user must sign in again when the access token "
+                    + "expires. Switch 'Request offline_access' on, or add offline_access to 'Scopes'.");
+        }
     }
 
     /** Writes the Entra v2 endpoints for the tenant into Keycloak's OIDC keys. */
