@@ -66,6 +66,8 @@ final class TokenService {
     private String resourceScope;
     /** A downstream on-behalf-of token (scope string), or null. */
     private String oboScope;
+    /** The user's id at the IdP (FederatedIdentityModel.getUserId()): binds the encrypted row (Storage). */
+    private String subject;
 
     TokenService(KeycloakSession session, FreshTokenIdentityProvider provider) {
         this.session = session;
@@ -131,6 +133,7 @@ final class TokenService {
             return error("forbidden", 403, "Scope '" + resourceScope + "' is not among the scopes apps may request for identity provider '"
                     + alias + "' (see the IdP's 'Scopes apps may request').", null, null);
         }
+        this.subject = identity.getUserId();
         String stored = identity.getToken();
         if (stored == null || stored.isBlank()) {
             return reauth("No token is stored for this user and identity provider; the user must sign in through '"
@@ -350,6 +353,7 @@ final class TokenService {
         req.put("op", op);
         req.put("now", Time.currentTime());
         req.put("stored", stored);
+        req.set("binding", Storage.binding(config.getAlias(), subject));
         ObjectNode policy = req.putObject("policy");
         policy.put("min_validity_s", config.minValiditySeconds());
         policy.put("include_refresh_token", endpoint == Endpoint.V1 && config.includeRefreshToken());
