@@ -57,6 +57,11 @@ final class Storage {
     static void load() {
         Map<String, String> m = new LinkedHashMap<>();
         if (keyFile == null) {
+            if (NativeLibrary.ensureLoaded().state() == NativeLibrary.State.LOADED) {
+                ObjectNode off = MAPPER.createObjectNode();
+                off.put("v", 1).put("op", "keyring").put("now", 0).putObject("keyring");
+                call(off); // the core's default already; explicit so that a reload switches keys off
+            }
             m.put("storageEncryption", "off");
             info = m;
             LOG.info("fresh-token: storage encryption is off (no key file configured); stored tokens are written plain");
