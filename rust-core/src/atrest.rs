@@ -487,18 +487,19 @@ pub fn convert_op(state: &KeyState, req: &Request) -> String {
     };
     let mut plain = plain;
     let mut diag = Vec::new();
+    let mut merged = false;
     if let Some(prev) = req.previous.as_ref().filter(|p| !p.is_empty()) {
         match open(state, b, prev.expose()) {
             Ok(prev_plain) => {
-                if let Some(merged) = keep_previous_refresh_token(&plain, &prev_plain) {
-                    plain = Zeroizing::new(merged);
+                if let Some(with_rt) = keep_previous_refresh_token(&plain, &prev_plain) {
+                    plain = Zeroizing::new(with_rt);
+                    merged = true;
                     diag.push("storage: kept the previous refresh token (the new answer has none)".to_string());
                 }
             }
             Err(_) => diag.push("storage: the previous value could not be opened; not merged".to_string()),
         }
     }
-    let merged = !diag.is_empty() && diag[0].contains("kept");
     let (out, action) = if req.op == Op::Unseal {
         let action = if is_sealed(stored) { "decrypted" } else { "unchanged" };
         (plain.to_string(), action)

@@ -31,6 +31,8 @@ GRAPH = "https://graph.microsoft.com/User.Read"
 GRAPH_DEFAULT = "https://graph.microsoft.com/.default"
 MIDDLE_TIER = "00000000-0000-0000-0000-0000000000a1"
 STORED = ("access_tokens", "refresh_tokens")
+# Explicit H2 credentials, so that the test can open the stopped database with H2's own shell.
+DB_USER, DB_PASSWORD = "atrest", "atrest-db-pw"
 
 
 def _key() -> str:
@@ -61,13 +63,13 @@ def st(keycloak, mock_entra):
 def _start(keys=None, mode=None, keep=True):
     kc("stop")
     kc("start", KC_KEEP_DATA="1" if keep else "0", KC_FRESH_TOKEN_KEY_FILE=str(keys or ""),
-       KC_FRESH_TOKEN_KEY_MODE=mode or "")
+       KC_FRESH_TOKEN_KEY_MODE=mode or "", KC_DB_USERNAME=DB_USER, KC_DB_PASSWORD=DB_PASSWORD)
     return KeycloakAdmin(KC_BASE)
 
 
 def _stop_and_read_rows(st) -> dict:
     kc("stop")
-    rows = h2_federated_identities(KC_HOME)
+    rows = h2_federated_identities(KC_HOME, DB_USER, DB_PASSWORD)
     return {k: v for k, v in rows.items() if k[0] == "entra"}
 
 
@@ -98,7 +100,7 @@ def test_1_without_keys_rows_are_plain_and_the_h2_scan_finds_their_tokens(st, mo
     realm = "e2e-atrest-" + uuid.uuid4().hex[:6]
     admin.create_realm(realm)
     admin.create_client(realm, APP_CLIENT, APP_SECRET, REDIRECT_URI)
-    cfg = entra_idp_config(mock_entra, minValidityToken=3590, resourceScopes=GRAPH, oboClientId=MIDDLE_TIER,
+    cfg = entra_idp_config(mock_entra, loginHint="true", minValidityToken=3590, resourceScopes=GRAPH, oboClientId=MIDDLE_TIER,
                            oboClientSecret="mock-secret-a1", oboScopes=GRAPH_DEFAULT)
     assert admin.create_idp(realm, "entra", "entra-oidc", cfg).status_code == 201
     mock_entra.config(access_token_lifetime_s=3600, refresh_mode="entra", fault="none")

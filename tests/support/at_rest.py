@@ -48,9 +48,9 @@ def read_tree(root: Path) -> bytes:
     return b"\n".join(chunks)
 
 
-def h2_federated_identities(kc_home: Path) -> dict[tuple[str, str], str]:
+def h2_federated_identities(kc_home: Path, user: str, password: str) -> dict[tuple[str, str], str]:
     """(IdP alias, user id at the IdP) -> TOKEN, read from the stopped dev-mode H2 database with
-    the H2 jar of the distribution itself."""
+    the H2 jar of the distribution itself (Keycloak started with --db-username/--db-password)."""
     jars = sorted((kc_home / "lib" / "lib" / "main").glob("com.h2database.h2-*.jar"))
     assert jars, f"no H2 jar under {kc_home}"
     db = kc_home / "data" / "h2" / "keycloakdb"
@@ -59,7 +59,7 @@ def h2_federated_identities(kc_home: Path) -> dict[tuple[str, str], str]:
         sql = (f"CALL CSVWRITE('{out}', 'SELECT IDENTITY_PROVIDER, FEDERATED_USER_ID, TOKEN FROM FEDERATED_IDENTITY', "
                "'charset=UTF-8')")
         subprocess.run(["java", "-cp", str(jars[-1]), "org.h2.tools.Shell",
-                        "-url", f"jdbc:h2:file:{db};NON_KEYWORDS=VALUE", "-user", "sa", "-password", "password",
+                        "-url", f"jdbc:h2:file:{db};NON_KEYWORDS=VALUE", "-user", user, "-password", password,
                         "-sql", sql], check=True, capture_output=True, timeout=120)
         with out.open(newline="", encoding="utf-8") as f:
             return {(r["IDENTITY_PROVIDER"], r["FEDERATED_USER_ID"]): r["TOKEN"] or "" for r in csv.DictReader(f)}
