@@ -796,6 +796,23 @@ mod tests {
     }
 
     #[test]
+    fn around_seals_the_store_of_an_err_answer_too() {
+        let s = ring(vec![key("k1", 7)]);
+        let b = bind("entra", "oid-1");
+        let mut req = request("retrieve", &sealed(&s, &b, PLAIN), json!({}));
+        let a = around(&s, &mut req, |_| {
+            let mut e = err_answer(ErrorCode::RetryLater, "x", None, Some(1), vec![]);
+            if let Answer::Err(ref mut err) = e {
+                err.store = Some(RedactedJson(r#"{"refresh_token":"RT-ROTATED"}"#.into()));
+            }
+            e
+        });
+        let store = store_of(&a).unwrap();
+        assert!(store.starts_with("ftk1.k1.") && !store.contains("RT-ROTATED"), "{store}");
+        assert_eq!(open(&s, Some(&b), &store).unwrap(), r#"{"refresh_token":"RT-ROTATED"}"#);
+    }
+
+    #[test]
     fn around_while_encrypting_needs_a_binding() {
         let s = ring(vec![key("k1", 7)]);
         let mut req: Request = serde_json::from_value(json!({"v":1,"op":"check","now":1,"stored":PLAIN})).unwrap();
