@@ -10,7 +10,9 @@
 # KC_FEATURES (Keycloak's defaults; e.g. identity-brokering-api:v2 for the V2 endpoint: V1 and V2
 # are versions of one feature and cannot be enabled together), KC_KEEP_DATA=1 keeps the H2 database between starts,
 # KC_NO_NATIVE=1 installs the JAR without the .so (to test the documented failure),
-# KC_LOG_LEVEL (INFO,dev.freshtoken:debug), KC_EXTRA_ARGS (appended to start-dev).
+# KC_LOG_LEVEL (INFO,dev.freshtoken:debug), KC_EXTRA_ARGS (appended to start-dev),
+# KC_FRESH_TOKEN_KEY_FILE / KC_FRESH_TOKEN_KEY_MODE (encrypt|decrypt-only): storage keys for
+# encryption at rest (--spi-admin-realm-restapi-extension--fresh-token-storage--key-file/--mode).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -42,7 +44,7 @@ start() {
   mkdir -p "$run"
   install_providers
   if [ "${KC_KEEP_DATA:-0}" != "1" ]; then rm -rf "$kc/data"; fi
-  echo "----- keycloak.sh start $(date -u +%FT%TZ) features=${KC_FEATURES:-default} native=$([ "${KC_NO_NATIVE:-0}" = 1 ] && echo no || echo yes)" >>"$run/keycloak.log"
+  echo "----- keycloak.sh start $(date -u +%FT%TZ) features=${KC_FEATURES:-default} storage-keys=${KC_FRESH_TOKEN_KEY_FILE:+yes} native=$([ "${KC_NO_NATIVE:-0}" = 1 ] && echo no || echo yes)" >>"$run/keycloak.log"
   log "starting Keycloak $version on http://127.0.0.1:$port (log: $run/keycloak.log)"
   (
     export KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin
@@ -52,6 +54,8 @@ start() {
       --http-management-port="$mgmt" --health-enabled=true --metrics-enabled=true \
       ${KC_FEATURES:+--features="$KC_FEATURES"} \
       --log-level="${KC_LOG_LEVEL:-INFO,dev.freshtoken:debug}" \
+      ${KC_FRESH_TOKEN_KEY_FILE:+--spi-admin-realm-restapi-extension--fresh-token-storage--key-file="$KC_FRESH_TOKEN_KEY_FILE"} \
+      ${KC_FRESH_TOKEN_KEY_MODE:+--spi-admin-realm-restapi-extension--fresh-token-storage--mode="$KC_FRESH_TOKEN_KEY_MODE"} \
       ${KC_EXTRA_ARGS:-} >>"$run/keycloak.log" 2>&1 < /dev/null
   ) &
   echo $! >"$run/pid"

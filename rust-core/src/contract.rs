@@ -45,6 +45,17 @@ pub struct Request {
     /// `app_token` only: the scope of the app-only token (contract 1 addition).
     #[serde(default)]
     pub scope: Option<String>,
+    /// The row `stored` belongs to (IdP alias, user id at the IdP): the associated data of
+    /// encryption at rest (contract 1 addition, `atrest.rs`).
+    #[serde(default)]
+    pub binding: Option<crate::atrest::Binding>,
+    /// `keyring` op only: where the storage keys are (contract 1 addition).
+    #[serde(default)]
+    pub keyring: Option<crate::atrest::KeyringRequest>,
+    /// `seal` op only: the row's current value, whose refresh token a login answer without
+    /// one keeps (contract 1 addition).
+    #[serde(default)]
+    pub previous: Option<TokenValue>,
 }
 
 /// `"resource": {"scope": …, "refresh_scope": …}`.
@@ -97,6 +108,12 @@ pub enum Op {
     AppToken,
     /// Status of the stored token for admins (`crate::inspect`); no network, no token values.
     Inspect,
+    /// Loads the storage keys (encryption at rest), once at start-up.
+    Keyring,
+    /// The stored value in its storage form now (sealed while encrypting).
+    Seal,
+    /// The stored value plain (rollback).
+    Unseal,
 }
 
 /// What the app may see and when to refresh. Every field may be absent or null; the

@@ -26,6 +26,9 @@ pub enum ErrorCode {
     Forbidden,
     NativeUnavailable,
     InternalError,
+    /// The stored token is encrypted and cannot be opened (no, unknown or wrong key), or the
+    /// storage keys could not be loaded. Nothing is written.
+    StorageKeyError,
 }
 
 impl ErrorCode {
@@ -36,7 +39,7 @@ impl ErrorCode {
             ErrorCode::AdminActionRequired | ErrorCode::Forbidden => 403,
             ErrorCode::RetryLater | ErrorCode::NativeUnavailable => 503,
             ErrorCode::IdpMisconfigured | ErrorCode::UpstreamError => 502,
-            ErrorCode::InternalError => 500,
+            ErrorCode::InternalError | ErrorCode::StorageKeyError => 500,
         }
     }
 
@@ -51,6 +54,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NativeUnavailable => "native_unavailable",
             ErrorCode::InternalError => "internal_error",
+            ErrorCode::StorageKeyError => "storage_key_error",
         }
     }
 
@@ -74,6 +78,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "Not allowed.",
             ErrorCode::NativeUnavailable => "The native core is not available.",
             ErrorCode::InternalError => "Internal error in the fresh-token core.",
+            ErrorCode::StorageKeyError => "The stored token cannot be decrypted with this node's storage keys.",
         }
     }
 }
@@ -414,6 +419,7 @@ mod tests {
             (Forbidden, 403),
             (NativeUnavailable, 503),
             (InternalError, 500),
+            (StorageKeyError, 500),
         ];
         for (code, status) in table {
             assert_eq!(code.status(), status, "{}", code.as_str());

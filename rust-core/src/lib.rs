@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod assertion;
+pub mod atrest;
 pub mod contract;
 pub mod errors;
 pub mod form;
@@ -34,7 +35,13 @@ pub fn version() -> String {
 /// (serde's own messages can quote input values, i.e. tokens).
 pub fn call(request_json: &str) -> String {
     match serde_json::from_str::<Request>(request_json) {
-        Ok(req) => retrieve::handle(&req).to_json(),
+        Ok(mut req) => match req.op {
+            contract::Op::Keyring | contract::Op::Seal | contract::Op::Unseal => atrest::handle_op(&req),
+            // No stored token involved: storage keys do not matter.
+            contract::Op::AppToken => retrieve::handle(&req).to_json(),
+            // Every op that reads `stored` runs inside `around`: opened before, sealed after.
+            _ => atrest::with_state(|state| atrest::around(state, &mut req, retrieve::handle)).to_json(),
+        },
         Err(e) => {
             let what = match e.classify() {
                 serde_json::error::Category::Data => "does not match the contract",

@@ -58,6 +58,9 @@ pub fn handle(req: &Request) -> Answer {
     if req.op == Op::AppToken {
         return crate::app::handle(req);
     }
+    if matches!(req.op, Op::Keyring | Op::Seal | Op::Unseal) {
+        return err_answer(ErrorCode::InternalError, "Storage ops are not token retrievals.", None, None, vec![]);
+    }
     let stored = match StoredToken::parse(req.stored.expose()) {
         Ok(s) => s,
         Err(e) => {
@@ -125,7 +128,8 @@ pub fn handle(req: &Request) -> Answer {
                     refresh_failure: None,
                     diag: vec![why],
                 }),
-                Op::Retrieve | Op::AppToken => refresh(req, &stored, vec![why]),
+                // Retrieve (storage and app-only ops never get here).
+                _ => refresh(req, &stored, vec![why]),
             }
         }
     }

@@ -159,6 +159,7 @@ public class FreshTokenAdminResource {
         }
         ObjectNode req = MAPPER.createObjectNode();
         req.put("v", 1).put("op", "inspect").put("now", now).put("stored", stored);
+        req.set("binding", Storage.binding(idp.getAlias(), link.getUserId())); // opens encrypted rows (Storage)
         JsonNode answer;
         try {
             answer = MAPPER.readTree(NativeLibrary.call(req.toString()));

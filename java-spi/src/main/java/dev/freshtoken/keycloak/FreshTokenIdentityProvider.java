@@ -95,6 +95,42 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
         return context;
     }
 
+    /**
+     * Encryption at rest at login: Keycloak calls this before it builds the federated-identity
+     * row from {@code context.getToken()} (and before the first-broker-login flow serialises the
+     * context), so the token is sealed before anything is written (IdentityBrokerService#authenticated,
+     * same order in 26.4 to 26.7). With keys configured and the token not sealable, the login fails
+     * rather than storing the token plain. A login answer without refresh token keeps the row's
+     * previous one, as stock Keycloak does with plain rows.
+     */
+    @Override
+    public void preprocessFederatedIdentity(KeycloakSession session, org.keycloak.models.RealmModel realm, BrokeredIdentityContext context) {
+        super.preprocessFederatedIdentity(session, realm, context);
+        String token = context.getToken();
+        if (!Storage.configured() || token == null || token.isEmpty()) {
+            return;
+        }
+        String alias = getConfig().getAlias();
+        try {
+            context.setToken(Storage.seal(alias, context.getId(), token, previousToken(session, realm, alias, context)).value());
+        } catch (Storage.StorageException e) {
+            context.setToken(null);
+            org.jboss.logging.Logger.getLogger("dev.freshtoken.keycloak").errorf(
+                    "fresh-token: login through '%s' refused: the token cannot be stored encrypted (%s): %s", alias, e.code(), e.getMessage());
+            throw new org.keycloak.broker.provider.IdentityBrokerException("fresh-token: the token cannot be stored encrypted (" + e.code() + ")");
+        }
+    }
+
+    private static String previousToken(KeycloakSession session, org.keycloak.models.RealmModel realm, String alias, BrokeredIdentityContext context) {
+        try {
+            UserModel user = session.users().getUserByFederatedIdentity(realm, new FederatedIdentityModel(alias, context.getId(), context.getUsername()));
+            FederatedIdentityModel fi = user == null ? null : session.users().getFederatedIdentity(realm, user, alias);
+            return fi == null ? null : fi.getToken();
+        } catch (RuntimeException e) {
+            return null;
+        }
+    }
+
     /** Never spend the refresh token outside the single-flight path. */
     @Override
     public String refreshTokenForLogout(KeycloakSession session, UserSessionModel userSession) {

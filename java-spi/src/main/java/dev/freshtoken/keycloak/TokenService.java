@@ -70,6 +70,8 @@ final class TokenService {
     private Telemetry.Call telemetry;
     private Answer lastAnswer;
     private boolean askedIdp;
+    /** The user's id at the IdP (FederatedIdentityModel.getUserId()): binds the encrypted row (Storage). */
+    private String subject;
 
     TokenService(KeycloakSession session, FreshTokenIdentityProvider provider) {
         this.session = session;
@@ -176,6 +178,7 @@ final class TokenService {
         if (resourceScope != null) {
             telemetry.resourceAllowed();
         }
+        this.subject = identity.getUserId();
         String stored = identity.getToken();
         if (stored == null || stored.isBlank()) {
             return reauth("No token is stored for this user and identity provider; the user must sign in through '"
@@ -404,6 +407,7 @@ final class TokenService {
         req.put("op", op);
         req.put("now", Time.currentTime());
         req.put("stored", stored);
+        req.set("binding", Storage.binding(config.getAlias(), subject));
         ObjectNode policy = req.putObject("policy");
         policy.put("min_validity_s", config.minValiditySeconds());
         policy.put("include_refresh_token", endpoint == Endpoint.V1 && config.includeRefreshToken());

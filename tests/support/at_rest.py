@@ -1,0 +1,65 @@
+"""Checks for encryption at rest: which issued token values appear in raw database bytes (an H2
+file, a pg_dump, ...), and the federated-identity rows of the dev-mode H2 database.
+
+`leaked_tokens(blob, tokens)` is storage-agnostic: hand it the bytes and the token values the
+mock issued (`/_mock/issued`); it answers which ones are present, named by kind and index,
+never by value."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+
+def _needles(token: str) -> list[bytes]:
+    """The token as UTF-8 and UTF-16 (both byte orders), and for a JWT its signature alone
+    (a database could split or re-encode the header/payload; the signature is the unique part)."""
+    forms = [token]
+    parts = token.split(".")
+    if len(parts) == 3 and len(parts[2]) >= 32:
+        forms.append(parts[2])
+    out: list[bytes] = []
+    for f in forms:
+        out += [f.encode("utf-8"), f.encode("utf-16-le"), f.encode("utf-16-be")]
+    return out
+
+
+def leaked_tokens(blob: bytes, tokens: Iterable[str] | Mapping[str, Iterable[str]]) -> list[str]:
+    """Descriptions (`<kind>#<index> sha256:<prefix>`) of the tokens found in `blob`.
+    `tokens` is a list of values or a mapping kind -> values (the shape of /_mock/issued)."""
+    groups = tokens.items() if isinstance(tokens, Mapping) else [("token", tokens)]
+    found = []
+    for kind, values in groups:
+        for i, t in enumerate(values):
+            if t and any(n in blob for n in _needles(t)):
+                found.append(f"{kind}#{i} sha256:{hashlib.sha256(t.encode()).hexdigest()[:12]}")
+    return found
+
+
+def read_tree(root: Path) -> bytes:
+    """Every file under `root`, concatenated (the H2 files, transaction logs, temp files)."""
+    chunks = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            chunks.append(p.read_bytes())
+    return b"\n".join(chunks)
+
+
+def h2_federated_identities(kc_home: Path, user: str, password: str) -> dict[tuple[str, str], str]:
+    """(IdP alias, user id at the IdP) -> TOKEN, read from the stopped dev-mode H2 database with
+    the H2 jar of the distribution itself (Keycloak started with --db-username/--db-password)."""
+    jars = sorted((kc_home / "lib" / "lib" / "main").glob("com.h2database.h2-*.jar"))
+    assert jars, f"no H2 jar under {kc_home}"
+    db = kc_home / "data" / "h2" / "keycloakdb"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "fi.csv"
+        sql = (f"CALL CSVWRITE('{out}', 'SELECT IDENTITY_PROVIDER, FEDERATED_USER_ID, TOKEN FROM FEDERATED_IDENTITY', "
+               "'charset=UTF-8')")
+        subprocess.run(["java", "-cp", str(jars[-1]), "org.h2.tools.Shell",
+                        "-url", f"jdbc:h2:file:{db};NON_KEYWORDS=VALUE", "-user", user, "-password", password,
+                        "-sql", sql], check=True, capture_output=True, timeout=120)
+        with out.open(newline="", encoding="utf-8") as f:
+            return {(r["IDENTITY_PROVIDER"], r["FEDERATED_USER_ID"]): r["TOKEN"] or "" for r in csv.DictReader(f)}
