@@ -24,6 +24,7 @@ import org.keycloak.models.KeycloakSession;
 import org.keycloak.models.RealmModel;
 import org.keycloak.models.SingleUseObjectProvider;
 import org.keycloak.models.UserModel;
+import org.keycloak.models.UserProvider;
 import org.keycloak.models.utils.KeycloakModelUtils;
 import org.keycloak.vault.VaultStringSecret;
 
@@ -206,7 +207,13 @@ final class TokenService {
         }
     }
 
-    /** The stored token as committed in the database, read in a transaction of its own. */
+    /**
+     * The stored token as committed in the database, read in a transaction of its own. It is read
+     * from the local user storage (JPA), not through Keycloak's user cache: in a cluster, a node's
+     * cached federated-identity link can still hold a token set another node has already replaced
+     * (the cross-node invalidation arrives later), and refreshing with that spent refresh token
+     * would be a reuse (cluster test). Users that are not in local storage fall back to the cache layer.
+     */
     private String readStoredToken(String realmId, String userId) {
         String alias = config.getAlias();
         return KeycloakModelUtils.runJobInTransactionWithResult(session.getKeycloakSessionFactory(), s -> {
@@ -215,6 +222,12 @@ final class TokenService {
                 return null;
             }
             s.getContext().setRealm(r); // user lookups need a realm-bound session
+            UserProvider local = s.getProvider(UserProvider.class);
+            UserModel lu = local == null ? null : local.getUserById(r, userId);
+            if (lu != null) {
+                FederatedIdentityModel fi = local.getFederatedIdentity(r, lu, alias);
+                return fi == null ? null : fi.getToken();
+            }
             UserModel u = s.users().getUserById(r, userId);
             FederatedIdentityModel fi = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
             return fi == null ? null : fi.getToken();
