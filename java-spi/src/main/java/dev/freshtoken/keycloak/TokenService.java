@@ -79,6 +79,9 @@ final class TokenService {
         try {
             return doRetrieve(identity, userOrNull, endpoint);
         } catch (RuntimeException e) {
+            if (isStorageFailure(e)) {
+                return storageUnavailable(e);
+            }
             LOG.errorf(e, "fresh-token: token retrieval for IdP '%s' failed unexpectedly", config.getAlias());
             return error("internal_error", 500, "Token retrieval failed unexpectedly; see the server log.", null, null);
         }
@@ -100,6 +103,9 @@ final class TokenService {
         try {
             return doRetrieve(identity, user, Endpoint.V2);
         } catch (RuntimeException e) {
+            if (isStorageFailure(e)) {
+                return storageUnavailable(e);
+            }
             LOG.errorf(e, "fresh-token: on-behalf-of for IdP '%s' failed unexpectedly", alias);
             return error("internal_error", 500, "On-behalf-of failed unexpectedly; see the server log.", null, null);
         }
@@ -165,16 +171,13 @@ final class TokenService {
         while (true) {
             if (locks.putIfAbsent(lockKey, LOCK_TTL_S)) {
                 try {
-                    String current = readStoredToken(realmId, userId);
-                    if (current == null) {
+                    Held held = refreshUnderRowLock(realmId, userId, endpoint, method);
+                    if (held == null) {
                         return reauth("No token is stored for this user and identity provider any more.", null);
                     }
-                    Answer answer = callCore("retrieve", current, endpoint, method);
-                    if (answer.store() != null) {
-                        persist(realmId, userId, answer.store());
-                    }
-                    if (answer.isError()) {
-                        locks.put(failureKey, FAILURE_TTL_S, Map.of("row", fingerprint(current), "answer", answer.raw()));
+                    Answer answer = held.answer();
+                    if (answer.isError() && held.rowFingerprint() != null) {
+                        locks.put(failureKey, FAILURE_TTL_S, Map.of("row", held.rowFingerprint(), "answer", answer.raw()));
                     } else if (waited && LOG.isDebugEnabled()) {
                         LOG.debugf("fresh-token: IdP '%s' user %s: took over the refresh after waiting", alias, userId);
                     }
@@ -186,7 +189,12 @@ final class TokenService {
             // Another request (on this node or another) is refreshing: wait for its result.
             waited = true;
             sleep(POLL_MS);
-            String current = readStoredToken(realmId, userId);
+            String current;
+            try {
+                current = readStoredToken(realmId, userId);
+            } catch (RuntimeException e) {
+                return storageUnavailable(e);
+            }
             if (current == null) {
                 return reauth("No token is stored for this user and identity provider any more.", null);
             }
@@ -234,9 +242,24 @@ final class TokenService {
         });
     }
 
-    /** Writes the new token set in a transaction of its own, committed before the lock is released. */
-    private void persist(String realmId, String userId, String newToken) {
+    /** The holder's answer and the fingerprint of the row it refreshed (null if nothing was read). */
+    private record Held(Answer answer, String rowFingerprint) {
+    }
+
+    /**
+     * The refresh itself, in a transaction of its own that holds the database row lock
+     * ({@code SELECT ... FOR UPDATE} on the user's federated-identity row) from the read, across
+     * the core's upstream call, to the write of the new token set; it commits before the
+     * cluster lock is released. The cluster lock only keeps waiters from each holding a
+     * database connection; correctness rests on the row lock: a second holder (a lock that
+     * expired, a cluster that split) blocks until the first one committed and then reads the
+     * token set it wrote, so a refresh token is never sent twice. Returns null when the row is gone.
+     */
+    private Held refreshUnderRowLock(String realmId, String userId, Endpoint endpoint, String method) {
         String alias = config.getAlias();
+        Answer[] got = new Answer[1];
+        String[] row = new String[1];
+        boolean[] stored = new boolean[1];
         try {
             KeycloakModelUtils.runJobInTransaction(session.getKeycloakSessionFactory(), s -> {
                 RealmModel r = s.realms().getRealm(realmId);
@@ -244,20 +267,74 @@ final class TokenService {
                     return;
                 }
                 s.getContext().setRealm(r);
-                UserModel u = s.users().getUserById(r, userId);
-                FederatedIdentityModel fresh = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
-                if (fresh == null) {
-                    LOG.warnf("fresh-token: link of user %s to IdP '%s' vanished before the refreshed token was stored", userId, alias);
+                StoredRow.Row locked = StoredRow.lockAndRead(s, userId, alias);
+                if (locked == null || locked.token() == null || locked.token().isBlank()) {
                     return;
                 }
-                fresh.setToken(newToken);
-                s.users().updateFederatedIdentity(r, u, fresh);
+                row[0] = fingerprint(locked.token());
+                LOG.infof("TEMPDBG lock-held user %s thread %s read rt=%s", userId, Thread.currentThread().getName(), rtTag(locked.token()));
+                Answer answer = callCore("retrieve", locked.token(), endpoint, method);
+                got[0] = answer;
+                LOG.infof("TEMPDBG core %s action=%s store rt=%s", Thread.currentThread().getName(), answer.isError() ? "err" : answer.action(), answer.store() == null ? "-" : rtTag(answer.store()));
+                if (answer.store() != null) {
+                    UserModel u = s.users().getUserById(r, userId);
+                    if (u == null) {
+                        LOG.warnf("fresh-token: user %s vanished before the refreshed token of IdP '%s' was stored", userId, alias);
+                        return;
+                    }
+                    // Keycloak's own update: writes the row we hold locked and invalidates the
+                    // user in every node's cache when the transaction commits.
+                    s.users().updateFederatedIdentity(r, u, new FederatedIdentityModel(alias,
+                            locked.federatedUserId(), locked.federatedUsername(), answer.store()));
+                    stored[0] = true;
+                }
             });
         } catch (RuntimeException e) {
-            LOG.errorf("fresh-token: refreshed token for IdP '%s', user %s could not be stored (%s); "
-                    + "with an IdP that rotates refresh tokens strictly the user will have to sign in again",
-                    alias, userId, e.getClass().getSimpleName());
+            if (got[0] == null) {
+                return new Held(storageUnavailableAnswer(e), null);
+            }
+            if (stored[0] || got[0].store() != null) {
+                LOG.errorf("fresh-token: refreshed token for IdP '%s', user %s could not be stored (%s); "
+                        + "with an IdP that rotates refresh tokens strictly the user will have to sign in again",
+                        alias, userId, e.getClass().getSimpleName());
+            }
         }
+        return got[0] == null ? null : new Held(got[0], row[0]);
+    }
+
+    private Outcome storageUnavailable(RuntimeException e) {
+        return respond(storageUnavailableAnswer(e));
+    }
+
+    /** The database failed under us: a documented retry_later (503), never a stale token. */
+    private Answer storageUnavailableAnswer(RuntimeException e) {
+        LOG.warnf("fresh-token: IdP '%s': the stored token could not be read or locked (%s: %s)", config.getAlias(),
+                e.getClass().getSimpleName(), rootMessage(e));
+        ObjectNode err = MAPPER.createObjectNode();
+        err.put("code", "retry_later").put("status", 503).put("retry_after_s", 5).put("error_description",
+                "Keycloak's database is not reachable right now; try again shortly.");
+        ObjectNode root = MAPPER.createObjectNode();
+        root.set("err", err);
+        return Answer.parse(root.toString());
+    }
+
+    /** A database failure (JDBC or JPA) anywhere in the cause chain. */
+    static boolean isStorageFailure(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof java.sql.SQLException || t instanceof jakarta.persistence.PersistenceException) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The innermost cause's class name only: database messages can quote SQL parameters. */
+    private static String rootMessage(Throwable e) {
+        Throwable t = e;
+        while (t.getCause() != null && t.getCause() != t) {
+            t = t.getCause();
+        }
+        return t.getClass().getName();
     }
 
     /** The core's answer, parsed. */
@@ -492,6 +569,15 @@ final class TokenService {
             b.header("Retry-After", Long.toString(retryAfter));
         }
         return new Outcome(b.build(), code);
+    }
+
+    private static String rtTag(String stored) {
+        try {
+            String rt = MAPPER.readTree(stored).path("refresh_token").asText("");
+            return fingerprint(rt).substring(0, 8);
+        } catch (Exception e) {
+            return "?";
+        }
     }
 
     private static String fingerprint(String stored) {
