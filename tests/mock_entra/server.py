@@ -130,7 +130,7 @@ DEFAULT_CONFIG = {
 
 FAULTS = {
     "none", "http500_html", "http503", "http429", "invalid_json_200", "truncated_json_200",
-    "truncated_body_200", "huge_body_200", "missing_access_token_200", "empty_200", "html_200", "slow", "hold",
+    "truncated_body_200", "huge_body_200", "missing_access_token_200", "empty_200", "html_200", "slow", "hold", "hold_answer",
     "redirect_302", "connection_reset", "temporarily_unavailable", "invalid_grant",
     "interaction_required", "mfa_required", "consent_required", "admin_consent_required",
     "invalid_client", "unauthorized_client", "conditional_access_block", "user_revoked",
@@ -1005,21 +1005,16 @@ class Handler(BaseHTTPRequestHandler):
                     # Accepted but not processed until released: a deterministic "request in
                     # flight" for crash tests. A client that hung up meanwhile gets nothing
                     # processed (its refresh token is not spent).
-                    with st.lock:
-                        gate = st.hold_gate
-                        st.stats["held_now"] += 1
-                        st.stats["held_total"] += 1
-                    try:
-                        gate.wait(float(st.config["hold_max_seconds"]))
-                    finally:
-                        with st.lock:
-                            st.stats["held_now"] -= 1
+                    self._hold_until_released()
                     if self._client_gone():
                         outcome, status = "fault:hold:client_gone", 0
                         self.close_connection = True
                         return None
                     fault = None
                     extra = " fault=hold"
+                hold_answer = fault == "hold_answer"
+                if hold_answer:
+                    fault = None
                 if fault:
                     outcome = "fault:" + fault
                     reply = self._fault_reply(fault, client_id, tenant)
@@ -1045,6 +1040,16 @@ class Handler(BaseHTTPRequestHandler):
                     raise OAuthError(400, "unsupported_grant_type", 70003,
                                      f"The app requested an unsupported grant type '{grant}'.")
                 outcome, status = "ok", reply.status
+                if hold_answer:
+                    # Processed (a refresh token is spent or rotated) but the answer is held
+                    # until released: "the IdP answered, the client never got to commit". A
+                    # client that hung up meanwhile gets nothing; the outcome stays what it was.
+                    self._hold_until_released()
+                    extra = " fault=hold_answer"
+                    if self._client_gone():
+                        extra += ":client_gone"
+                        self.close_connection = True
+                        reply = None
                 return reply
             except OAuthError as e:
                 outcome, status = f"{e.error}:{e.code}", e.status
@@ -1063,6 +1068,18 @@ class Handler(BaseHTTPRequestHandler):
                           f"ms={int((time.time() - started) * 1000)}")
             if reply is not None:
                 self._send(reply)
+
+    def _hold_until_released(self) -> None:
+        st = self.st
+        with st.lock:
+            gate = st.hold_gate
+            st.stats["held_now"] += 1
+            st.stats["held_total"] += 1
+        try:
+            gate.wait(float(st.config["hold_max_seconds"]))
+        finally:
+            with st.lock:
+                st.stats["held_now"] -= 1
 
     def _client_gone(self) -> bool:
         try:
