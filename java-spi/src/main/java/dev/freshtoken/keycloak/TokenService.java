@@ -272,10 +272,8 @@ final class TokenService {
                     return;
                 }
                 row[0] = fingerprint(locked.token());
-                LOG.infof("TEMPDBG lock-held user %s thread %s read rt=%s", userId, Thread.currentThread().getName(), rtTag(locked.token()));
                 Answer answer = callCore("retrieve", locked.token(), endpoint, method);
                 got[0] = answer;
-                LOG.infof("TEMPDBG core %s action=%s store rt=%s", Thread.currentThread().getName(), answer.isError() ? "err" : answer.action(), answer.store() == null ? "-" : rtTag(answer.store()));
                 if (answer.store() != null) {
                     UserModel u = s.users().getUserById(r, userId);
                     if (u == null) {
@@ -283,7 +281,13 @@ final class TokenService {
                         return;
                     }
                     // Keycloak's own update: writes the row we hold locked and invalidates the
-                    // user in every node's cache when the transaction commits.
+                    // user in every node's cache when the transaction commits. The model is a new
+                    // object on purpose: never call setToken on a model from s.users() (or on the
+                    // `identity` Keycloak passed in). Keycloak's user cache hands out its cached
+                    // model itself, the same object concurrent requests on this node hold, and
+                    // Keycloak's V1 token endpoint writes `identity` back at the end of its request
+                    // when its token changed: a request finishing late would store an outdated
+                    // token set over a newer one (a spent refresh token; seen in the cluster test).
                     s.users().updateFederatedIdentity(r, u, new FederatedIdentityModel(alias,
                             locked.federatedUserId(), locked.federatedUsername(), answer.store()));
                     stored[0] = true;
@@ -569,15 +573,6 @@ final class TokenService {
             b.header("Retry-After", Long.toString(retryAfter));
         }
         return new Outcome(b.build(), code);
-    }
-
-    private static String rtTag(String stored) {
-        try {
-            String rt = MAPPER.readTree(stored).path("refresh_token").asText("");
-            return fingerprint(rt).substring(0, 8);
-        } catch (Exception e) {
-            return "?";
-        }
     }
 
     private static String fingerprint(String stored) {
