@@ -202,7 +202,10 @@ def test_database_briefly_unreachable_gives_errors_then_recovers_without_restart
                for a in during]
     print(f"\ndatabase down: answers {summary} in {took:.1f} s; upstream refreshes {mock.refreshes()}")
     assert all(a.status_code != 200 for a in during), f"served during the outage: {summary}"
-    assert all(a.status_code in (500, 503) for a in during), summary
+    # Keycloak's own checks (bearer token, user session) meet the outage first: its 500, or its
+    # 502 error page on the V1 endpoint. Where our code meets it, our documented retry_later 503.
+    assert all(a.status_code in (500, 502, 503) for a in during), summary
+    assert all(a.json()["error"] == "retry_later" for a in during if a.status_code == 503), summary
     assert mock.stats()["reuse_detected"] == 0
     # Back: both nodes serve again without a restart, the refresh token was not lost.
     deadline = time.time() + 60
@@ -220,8 +223,10 @@ def test_database_briefly_unreachable_gives_errors_then_recovers_without_restart
 
 def test_node_killed_while_holding_the_refresh_lock_before_the_idp_answered(cluster, admins, mock_factory):
     """Node 2 takes the lock and sends the refresh; the IdP holds the request unprocessed; node 2
-    is killed (-9). The lock expires (LOCK_TTL_S = 45 s), node 1's waiting callers refresh
-    once, nothing is lost: the refresh token node 2 sent was never spent."""
+    is killed (-9). The database drops node 2's row lock with its connection; node 1's waiting
+    callers take over as soon as the cluster gate lets them (at once when the gate entry died
+    with node 2, else when it expires, LOCK_TTL_S = 45 s) and refresh each expired token once;
+    nothing is lost: the refresh token node 2 sent was never spent."""
     cluster.ensure_up()
     mock = mock_factory(refresh_mode="strict")
     realm, user = _expired_user(admins, mock)
@@ -245,9 +250,9 @@ def test_node_killed_while_holding_the_refresh_lock_before_the_idp_answered(clus
           f"IdP outcomes {mock.refresh_outcomes()}")
     assert failed(answers) == []
     assert isinstance(out.get("r"), Exception), "node 2's caller lost its connection"
-    assert 35 <= took <= 75, f"the waiters took over after {took:.1f} s (lock lifetime 45 s)"
+    assert took <= 75, f"the waiters took over after {took:.1f} s (gate lifetime 45 s)"
     outcomes = mock.refresh_outcomes()
-    assert outcomes.get("fault:hold:client_gone") == 1, outcomes
+    assert outcomes == {"fault:hold:client_gone": 1, "ok": 3}, outcomes  # own, graph, obo assertion: once each
     s = mock.stats()
     assert (s["reuse_detected"], s["families_revoked"]) == (0, 0)
     assert len({a.json()["access_token"] for a, k in zip(answers, ("own", "own", "graph", "own", "obo", "own")) if k == "own"}) == 1
