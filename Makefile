@@ -6,7 +6,7 @@ PY ?= python3
 JAR_VERSION := 0.1.0
 SO := target/release/libfresh_token_core.so
 
-.PHONY: help deps package run stop test test-rust test-java test-e2e bench clean
+.PHONY: help deps package run run-cluster stop test test-rust test-java test-e2e test-cluster bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,7 +28,10 @@ package: $(SO) java-spi/target/keycloak-fresh-token-$(JAR_VERSION).jar ## build;
 run: deps package ## Keycloak + extension + demo realm + mock Entra ID on localhost (Ctrl-C stops all)
 	@bash tests/run-demo.sh
 
-test: deps package test-rust test-java test-e2e ## every test: cargo, Maven (JNI boundary), end to end through a real Keycloak
+run-cluster: deps package ## two Keycloak nodes (PostgreSQL, jdbc-ping on loopback) + extension + demo realm + mock Entra ID
+	@bash tests/run-cluster-demo.sh
+
+test: deps package test-rust test-java test-e2e test-cluster ## every test: cargo, Maven (JNI boundary), end to end through a real Keycloak
 	@echo "make test: all stages passed"
 
 test-rust: ## cargo tests of the core
@@ -40,10 +43,14 @@ test-java: $(SO) ## Maven tests (the JNI boundary under -Xcheck:jni)
 test-e2e: package ## end-to-end suite: real Keycloak, mock Entra ID
 	cd tests && $(PY) -m pytest -v mock_entra mock_graph e2e
 
+test-cluster: package ## two-node cluster: cross-node single-flight and node/database faults (about 10 min)
+	cd tests && $(PY) -m pytest -v -s cluster
+
 bench: deps package ## benchmarks side by side with stock Keycloak (about 20 min); writes docs/bench/
 	@bash tests/bench/run.sh
 
 clean: ## remove build output and the unpacked Keycloak
 	cargo clean
 	cd java-spi && mvn -q -B clean
+	-keycloak-dist/cluster.sh stop
 	rm -rf target/dist keycloak-dist/keycloak-* keycloak-dist/run

@@ -743,6 +743,7 @@ mod tests {
         match a {
             Answer::Ok(o) => o.store.as_ref().map(|s| s.0.clone()),
             Answer::Err(e) => e.store.as_ref().map(|s| s.0.clone()),
+            Answer::Inspect(_) => None,
         }
     }
 
@@ -757,6 +758,7 @@ mod tests {
             let mut ok = match crate::retrieve::handle(r) {
                 Answer::Ok(o) => o,
                 Answer::Err(e) => panic!("{e:?}"),
+                Answer::Inspect(_) => panic!("unexpected inspect answer"),
             };
             ok.store = Some(RedactedJson(r#"{"access_token":"AT-NEW-789"}"#.into()));
             Answer::Ok(ok)
@@ -791,6 +793,7 @@ mod tests {
             let mut ok = match crate::retrieve::handle(r) {
                 Answer::Ok(o) => o,
                 Answer::Err(e) => panic!("{e:?}"),
+                Answer::Inspect(_) => panic!("unexpected inspect answer"),
             };
             ok.store = Some(RedactedJson("{\"access_token\":\"x\"}".into()));
             Answer::Ok(ok)

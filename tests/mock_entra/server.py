@@ -118,6 +118,9 @@ DEFAULT_CONFIG = {
     "fault_count": -1,
     "fault_grants": [GRANT_REFRESH],
     "slow_seconds": 10,
+    # The `hold` fault: the request waits (unprocessed) until POST /_mock/release or this many
+    # seconds, then is answered normally unless the client hung up meanwhile.
+    "hold_max_seconds": 120,
     "retry_after_s": 5,
     "retry_after_on_503": False,
     "refresh_delay_ms": 0,
@@ -128,7 +131,7 @@ DEFAULT_CONFIG = {
 
 FAULTS = {
     "none", "http500_html", "http503", "http429", "invalid_json_200", "truncated_json_200",
-    "truncated_body_200", "huge_body_200", "missing_access_token_200", "empty_200", "html_200", "slow",
+    "truncated_body_200", "huge_body_200", "missing_access_token_200", "empty_200", "html_200", "slow", "hold", "hold_answer",
     "redirect_302", "connection_reset", "temporarily_unavailable", "invalid_grant",
     "interaction_required", "mfa_required", "consent_required", "admin_consent_required",
     "invalid_client", "unauthorized_client", "conditional_access_block", "user_revoked",
@@ -273,6 +276,7 @@ class MockState:
         self.revoked_before: dict[str, float] = {}      # user -> tokens issued before this are revoked
         self.issued = {"access_tokens": [], "id_tokens": [], "refresh_tokens": [], "authorization_codes": []}
         self.fault_remaining = 0
+        self.hold_gate = threading.Event()
         self._reset_counters()
 
     def _reset_counters(self):
@@ -289,6 +293,8 @@ class MockState:
             "users_revoked": 0,
             "refresh_in_flight": 0,
             "max_concurrent_refreshes": 0,
+            "held_now": 0,
+            "held_total": 0,
         }
         self.recent_refreshes: list[dict] = []
 
@@ -320,8 +326,9 @@ class MockState:
                     raise ValueError(f"{k} must be a boolean")
             if "fault" in settings and "fault_count" not in settings:
                 settings = dict(settings, fault_count=-1)     # a fault without a count lasts until changed
-            if "slow_seconds" in settings and not isinstance(settings["slow_seconds"], (int, float)):
-                raise ValueError("slow_seconds must be a number")
+            for k in ("slow_seconds", "hold_max_seconds"):
+                if k in settings and not isinstance(settings[k], (int, float)):
+                    raise ValueError(f"{k} must be a number")
             for k in ("clients", "users"):
                 if k in settings:
                     getattr(self, "upsert_" + k)(settings[k])
@@ -411,6 +418,14 @@ class MockState:
                 for v in self.issued.values():
                     v.clear()
             return {"reset": True, "config": bool(opts.get("config")), "tokens": bool(opts.get("tokens"))}
+
+    def release_held(self) -> int:
+        """Lets every request held by the `hold` fault continue; later holds wait for the next release."""
+        with self.lock:
+            gate, self.hold_gate = self.hold_gate, threading.Event()
+            held = self.stats["held_now"]
+        gate.set()
+        return held
 
     def remember(self, kind: str, value: str):
         with self.lock:
@@ -987,6 +1002,20 @@ class Handler(BaseHTTPRequestHandler):
                         return None
                     fault = None
                     extra = " fault=slow"
+                elif fault == "hold":
+                    # Accepted but not processed until released: a deterministic "request in
+                    # flight" for crash tests. A client that hung up meanwhile gets nothing
+                    # processed (its refresh token is not spent).
+                    self._hold_until_released()
+                    if self._client_gone():
+                        outcome, status = "fault:hold:client_gone", 0
+                        self.close_connection = True
+                        return None
+                    fault = None
+                    extra = " fault=hold"
+                hold_answer = fault == "hold_answer"
+                if hold_answer:
+                    fault = None
                 if fault:
                     outcome = "fault:" + fault
                     reply = self._fault_reply(fault, client_id, tenant)
@@ -1012,6 +1041,16 @@ class Handler(BaseHTTPRequestHandler):
                     raise OAuthError(400, "unsupported_grant_type", 70003,
                                      f"The app requested an unsupported grant type '{grant}'.")
                 outcome, status = "ok", reply.status
+                if hold_answer:
+                    # Processed (a refresh token is spent or rotated) but the answer is held
+                    # until released: "the IdP answered, the client never got to commit". A
+                    # client that hung up meanwhile gets nothing; the outcome stays what it was.
+                    self._hold_until_released()
+                    extra = " fault=hold_answer"
+                    if self._client_gone():
+                        extra += ":client_gone"
+                        self.close_connection = True
+                        reply = None
                 return reply
             except OAuthError as e:
                 outcome, status = f"{e.error}:{e.code}", e.status
@@ -1030,6 +1069,18 @@ class Handler(BaseHTTPRequestHandler):
                           f"ms={int((time.time() - started) * 1000)}")
             if reply is not None:
                 self._send(reply)
+
+    def _hold_until_released(self) -> None:
+        st = self.st
+        with st.lock:
+            gate = st.hold_gate
+            st.stats["held_now"] += 1
+            st.stats["held_total"] += 1
+        try:
+            gate.wait(float(st.config["hold_max_seconds"]))
+        finally:
+            with st.lock:
+                st.stats["held_now"] -= 1
 
     def _client_gone(self) -> bool:
         try:
@@ -1522,6 +1573,10 @@ class Handler(BaseHTTPRequestHandler):
                 return json_reply(200, st.set_config(payload))
             except ValueError as e:
                 return json_reply(400, {"error": str(e)})
+        if path == "/_mock/release" and method == "POST":
+            n = st.release_held()
+            self.log_line(f"control release held={n}")
+            return json_reply(200, {"released": n})
         if path == "/_mock/revoke" and method == "POST":
             upn = payload.get("user")
             if not upn or st.user(upn) is None:

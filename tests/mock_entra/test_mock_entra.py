@@ -693,3 +693,76 @@ def test_http429_fault_for_client_credentials(mock):
     s = stats(mock)
     assert s["by_grant_outcome"]["client_credentials"] == {"fault:http429": 2, "ok": 1}
     assert s["by_grant_outcome"]["refresh_token"] == {"ok": 1} and s["faults_served"] == 2
+
+
+def _wait_for(pred, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_hold_fault_keeps_the_request_unprocessed_until_released(mock):
+    config(mock, refresh_mode="strict")
+    rt = login(mock)["refresh_token"]
+    config(mock, fault="hold", fault_count=1)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=refresh(mock, rt)))
+    t.start()
+    assert _wait_for(lambda: stats(mock)["held_now"] == 1)
+    time.sleep(0.3)
+    assert t.is_alive(), "a held request must not be answered before the release"
+    assert requests.post(f"{mock.base_url}/_mock/release", timeout=5).json() == {"released": 1}
+    t.join(5)
+    assert out["r"].status_code == 200 and out["r"].json()["refresh_token"] != rt
+    s = stats(mock)
+    assert (s["held_now"], s["held_total"]) == (0, 1)
+    assert refresh(mock, rt).status_code == 400, "released normally, so the strict one-time token was spent"
+
+
+def test_hold_fault_does_not_spend_the_refresh_token_of_a_client_that_hung_up(mock):
+    config(mock, refresh_mode="strict")
+    rt = login(mock)["refresh_token"]
+    config(mock, fault="hold", fault_count=1)
+    with pytest.raises(requests.exceptions.Timeout):
+        requests.post(token_url(mock), timeout=0.5, data={
+            "grant_type": "refresh_token", "refresh_token": rt, "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET})
+    assert stats(mock)["held_now"] == 1
+    requests.post(f"{mock.base_url}/_mock/release", timeout=5).raise_for_status()
+    assert _wait_for(lambda: stats(mock)["held_now"] == 0)
+    assert _wait_for(lambda: stats(mock)["by_grant_outcome"].get("refresh_token") == {"fault:hold:client_gone": 1})
+    assert refresh(mock, rt).status_code == 200, "the token of the request whose client went away is unspent"
+    assert stats(mock)["reuse_detected"] == 0
+
+
+def test_hold_answer_fault_spends_the_refresh_token_and_withholds_the_answer(mock):
+    config(mock, refresh_mode="strict")
+    rt = login(mock)["refresh_token"]
+    config(mock, fault="hold_answer", fault_count=1)
+    with pytest.raises(requests.exceptions.Timeout):
+        requests.post(token_url(mock), timeout=0.5, data={
+            "grant_type": "refresh_token", "refresh_token": rt, "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET})
+    assert _wait_for(lambda: stats(mock)["held_now"] == 1)
+    assert requests.post(f"{mock.base_url}/_mock/release", timeout=5).json() == {"released": 1}
+    assert _wait_for(lambda: stats(mock)["held_now"] == 0)
+    assert _wait_for(lambda: stats(mock)["by_grant_outcome"].get("refresh_token") == {"ok": 1})
+    assert refresh(mock, rt).status_code == 400, "processed before the hold: the one-time token is spent"
+    assert stats(mock)["reuse_detected"] == 1
+
+
+def test_hold_answer_fault_answers_a_waiting_client_after_the_release(mock):
+    rt = login(mock)["refresh_token"]
+    config(mock, fault="hold_answer", fault_count=1)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=refresh(mock, rt)))
+    t.start()
+    assert _wait_for(lambda: stats(mock)["held_now"] == 1)
+    time.sleep(0.3)
+    assert t.is_alive(), "the answer must be held until the release"
+    requests.post(f"{mock.base_url}/_mock/release", timeout=5).raise_for_status()
+    t.join(5)
+    assert out["r"].status_code == 200 and out["r"].json()["access_token"]

@@ -24,6 +24,7 @@ import org.keycloak.models.KeycloakSession;
 import org.keycloak.models.RealmModel;
 import org.keycloak.models.SingleUseObjectProvider;
 import org.keycloak.models.UserModel;
+import org.keycloak.models.UserProvider;
 import org.keycloak.models.utils.KeycloakModelUtils;
 import org.keycloak.vault.VaultStringSecret;
 
@@ -86,6 +87,9 @@ final class TokenService {
         try {
             return recorded(doRetrieve(identity, userOrNull, endpoint));
         } catch (RuntimeException e) {
+            if (isStorageFailure(e)) {
+                return storageUnavailable(e);
+            }
             LOG.errorf(e, "fresh-token: token retrieval for IdP '%s' failed unexpectedly", config.getAlias());
             return recorded(error("internal_error", 500, "Token retrieval failed unexpectedly; see the server log.", null, null));
         }
@@ -134,6 +138,9 @@ final class TokenService {
         try {
             return doRetrieve(identity, user, Endpoint.V2);
         } catch (RuntimeException e) {
+            if (isStorageFailure(e)) {
+                return storageUnavailable(e);
+            }
             LOG.errorf(e, "fresh-token: on-behalf-of for IdP '%s' failed unexpectedly", alias);
             return error("internal_error", 500, "On-behalf-of failed unexpectedly; see the server log.", null, null);
         }
@@ -212,20 +219,17 @@ final class TokenService {
         while (true) {
             if (locks.putIfAbsent(lockKey, LOCK_TTL_S)) {
                 try {
-                    String current = readStoredToken(realmId, userId);
-                    if (current == null) {
+                    Held held = refreshUnderRowLock(realmId, userId, endpoint, method);
+                    if (held == null) {
                         return reauth("No token is stored for this user and identity provider any more.", null);
                     }
                     if (waited) {
                         telemetry.waited("took_over");
                     }
                     askedIdp = true;
-                    Answer answer = callCore("retrieve", current, endpoint, method);
-                    if (answer.store() != null) {
-                        persist(realmId, userId, answer.store());
-                    }
-                    if (answer.isError()) {
-                        locks.put(failureKey, FAILURE_TTL_S, Map.of("row", fingerprint(current), "answer", answer.raw()));
+                    Answer answer = held.answer();
+                    if (answer.isError() && held.rowFingerprint() != null) {
+                        locks.put(failureKey, FAILURE_TTL_S, Map.of("row", held.rowFingerprint(), "answer", answer.raw()));
                     } else if (waited && LOG.isDebugEnabled()) {
                         LOG.debugf("fresh-token: IdP '%s' user %s: took over the refresh after waiting", alias, userId);
                     }
@@ -237,7 +241,12 @@ final class TokenService {
             // Another request (on this node or another) is refreshing: wait for its result.
             waited = true;
             sleep(POLL_MS);
-            String current = readStoredToken(realmId, userId);
+            String current;
+            try {
+                current = readStoredToken(realmId, userId);
+            } catch (RuntimeException e) {
+                return storageUnavailable(e);
+            }
             if (current == null) {
                 telemetry.waited("gone");
                 return reauth("No token is stored for this user and identity provider any more.", null);
@@ -262,7 +271,13 @@ final class TokenService {
         }
     }
 
-    /** The stored token as committed in the database, read in a transaction of its own. */
+    /**
+     * The stored token as committed in the database, read in a transaction of its own. It is read
+     * from the local user storage (JPA), not through Keycloak's user cache: in a cluster, a node's
+     * cached federated-identity link can still hold a token set another node has already replaced
+     * (the cross-node invalidation arrives later), and refreshing with that spent refresh token
+     * would be a reuse (cluster test). Users that are not in local storage fall back to the cache layer.
+     */
     private String readStoredToken(String realmId, String userId) {
         String alias = config.getAlias();
         return KeycloakModelUtils.runJobInTransactionWithResult(session.getKeycloakSessionFactory(), s -> {
@@ -271,15 +286,36 @@ final class TokenService {
                 return null;
             }
             s.getContext().setRealm(r); // user lookups need a realm-bound session
+            UserProvider local = s.getProvider(UserProvider.class);
+            UserModel lu = local == null ? null : local.getUserById(r, userId);
+            if (lu != null) {
+                FederatedIdentityModel fi = local.getFederatedIdentity(r, lu, alias);
+                return fi == null ? null : fi.getToken();
+            }
             UserModel u = s.users().getUserById(r, userId);
             FederatedIdentityModel fi = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
             return fi == null ? null : fi.getToken();
         });
     }
 
-    /** Writes the new token set in a transaction of its own, committed before the lock is released. */
-    private void persist(String realmId, String userId, String newToken) {
+    /** The holder's answer and the fingerprint of the row it refreshed (null if nothing was read). */
+    private record Held(Answer answer, String rowFingerprint) {
+    }
+
+    /**
+     * The refresh itself, in a transaction of its own that holds the database row lock
+     * ({@code SELECT ... FOR UPDATE} on the user's federated-identity row) from the read, across
+     * the core's upstream call, to the write of the new token set; it commits before the
+     * cluster lock is released. The cluster lock only keeps waiters from each holding a
+     * database connection; correctness rests on the row lock: a second holder (a lock that
+     * expired, a cluster that split) blocks until the first one committed and then reads the
+     * token set it wrote, so a refresh token is never sent twice. Returns null when the row is gone.
+     */
+    private Held refreshUnderRowLock(String realmId, String userId, Endpoint endpoint, String method) {
         String alias = config.getAlias();
+        Answer[] got = new Answer[1];
+        String[] row = new String[1];
+        boolean[] stored = new boolean[1];
         try {
             KeycloakModelUtils.runJobInTransaction(session.getKeycloakSessionFactory(), s -> {
                 RealmModel r = s.realms().getRealm(realmId);
@@ -287,20 +323,78 @@ final class TokenService {
                     return;
                 }
                 s.getContext().setRealm(r);
-                UserModel u = s.users().getUserById(r, userId);
-                FederatedIdentityModel fresh = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
-                if (fresh == null) {
-                    LOG.warnf("fresh-token: link of user %s to IdP '%s' vanished before the refreshed token was stored", userId, alias);
+                StoredRow.Row locked = StoredRow.lockAndRead(s, userId, alias);
+                if (locked == null || locked.token() == null || locked.token().isBlank()) {
                     return;
                 }
-                fresh.setToken(newToken);
-                s.users().updateFederatedIdentity(r, u, fresh);
+                row[0] = fingerprint(locked.token());
+                Answer answer = callCore("retrieve", locked.token(), endpoint, method);
+                got[0] = answer;
+                if (answer.store() != null) {
+                    UserModel u = s.users().getUserById(r, userId);
+                    if (u == null) {
+                        LOG.warnf("fresh-token: user %s vanished before the refreshed token of IdP '%s' was stored", userId, alias);
+                        return;
+                    }
+                    // Keycloak's own update: writes the row we hold locked and invalidates the
+                    // user in every node's cache when the transaction commits. The model is a new
+                    // object on purpose: never call setToken on a model from s.users() (or on the
+                    // `identity` Keycloak passed in). Keycloak's user cache hands out its cached
+                    // model itself, the same object concurrent requests on this node hold, and
+                    // Keycloak's V1 token endpoint writes `identity` back at the end of its request
+                    // when its token changed: a request finishing late would store an outdated
+                    // token set over a newer one (a spent refresh token; seen in the cluster test).
+                    s.users().updateFederatedIdentity(r, u, new FederatedIdentityModel(alias,
+                            locked.federatedUserId(), locked.federatedUsername(), answer.store()));
+                    stored[0] = true;
+                }
             });
         } catch (RuntimeException e) {
-            LOG.errorf("fresh-token: refreshed token for IdP '%s', user %s could not be stored (%s); "
-                    + "with an IdP that rotates refresh tokens strictly the user will have to sign in again",
-                    alias, userId, e.getClass().getSimpleName());
+            if (got[0] == null) {
+                return new Held(storageUnavailableAnswer(e), null);
+            }
+            if (stored[0] || got[0].store() != null) {
+                LOG.errorf("fresh-token: refreshed token for IdP '%s', user %s could not be stored (%s); "
+                        + "with an IdP that rotates refresh tokens strictly the user will have to sign in again",
+                        alias, userId, e.getClass().getSimpleName());
+            }
         }
+        return got[0] == null ? null : new Held(got[0], row[0]);
+    }
+
+    private Outcome storageUnavailable(RuntimeException e) {
+        return respond(storageUnavailableAnswer(e));
+    }
+
+    /** The database failed under us: a documented retry_later (503), never a stale token. */
+    private Answer storageUnavailableAnswer(RuntimeException e) {
+        LOG.warnf("fresh-token: IdP '%s': the stored token could not be read or locked (%s: %s)", config.getAlias(),
+                e.getClass().getSimpleName(), rootMessage(e));
+        ObjectNode err = MAPPER.createObjectNode();
+        err.put("code", "retry_later").put("status", 503).put("retry_after_s", 5).put("error_description",
+                "Keycloak's database is not reachable right now; try again shortly.");
+        ObjectNode root = MAPPER.createObjectNode();
+        root.set("err", err);
+        return Answer.parse(root.toString());
+    }
+
+    /** A database failure (JDBC or JPA) anywhere in the cause chain. */
+    static boolean isStorageFailure(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof java.sql.SQLException || t instanceof jakarta.persistence.PersistenceException) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The innermost cause's class name only: database messages can quote SQL parameters. */
+    private static String rootMessage(Throwable e) {
+        Throwable t = e;
+        while (t.getCause() != null && t.getCause() != t) {
+            t = t.getCause();
+        }
+        return t.getClass().getName();
     }
 
     /** The core's answer, parsed. */
