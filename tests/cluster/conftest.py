@@ -59,6 +59,23 @@ def sleep_until(epoch: float) -> None:
         time.sleep(delay)
 
 
+def _storage_key_file() -> Path | None:
+    """The cluster's storage key file (encryption at rest; one random AES-256 key `k1`), made
+    once per checkout under tests/.work; CLUSTER_NO_KEYS=1 runs the cluster without keys."""
+    if os.environ.get("CLUSTER_NO_KEYS") == "1":
+        return None
+    path = ROOT / "tests" / ".work" / "cluster" / "storage-keys"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("k1 " + base64.b64encode(os.urandom(32)).decode() + "\n")
+    return path
+
+
+KEY_FILE = _storage_key_file()
+
+
 class Cluster:
     """Test-side handle on keycloak-dist/cluster.sh."""
 
@@ -67,6 +84,9 @@ class Cluster:
 
     def env(self) -> dict:
         env = dict(os.environ)
+        if KEY_FILE is not None:  # every cluster test runs with encryption at rest on
+            env["KC_EXTRA_ARGS"] = (env.get("KC_EXTRA_ARGS", "") +
+                                    f" --spi-admin-realm-restapi-extension--fresh-token-storage--key-file={KEY_FILE}").strip()
         env.setdefault("CLUSTER_HTTP_PORTS", " ".join(map(str, HTTP_PORTS)))
         env.setdefault("CLUSTER_MGMT_PORTS", " ".join(map(str, MGMT_PORTS)))
         if MIXED_API:
