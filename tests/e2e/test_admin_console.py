@@ -16,7 +16,7 @@ import requests
 
 from support.keycloak import broker_token_v1, browser_login
 
-from .conftest import APP_CLIENT, APP_SECRET, KC_BASE, REDIRECT_URI, ROOT, TENANT, ensure_features, entra_idp_config
+from .conftest import APP_CLIENT, APP_SECRET, KC_BASE, REDIRECT_URI, ROOT, TENANT, ensure_features, entra_idp_config, kc_restart
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_DIR = ROOT / "tests" / "browser"
@@ -239,7 +239,7 @@ def declarative_ui():
     try:
         yield
     finally:
-        ensure_features("")
+        kc_restart()  # default features (ensure_features("") would pass an empty KC_FEATURES, which Keycloak refuses)
 
 
 def _iso(epoch: int) -> str:
