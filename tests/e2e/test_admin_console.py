@@ -16,7 +16,7 @@ import requests
 
 from support.keycloak import broker_token_v1, browser_login
 
-from .conftest import APP_CLIENT, APP_SECRET, KC_BASE, REDIRECT_URI, ROOT, TENANT, entra_idp_config
+from .conftest import APP_CLIENT, APP_SECRET, KC_BASE, REDIRECT_URI, ROOT, TENANT, ensure_features, entra_idp_config, kc_restart
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_DIR = ROOT / "tests" / "browser"
@@ -224,6 +224,126 @@ def test_admin_console_in_chromium_create_edit_reload_help_texts_errors_and_prov
     for name in ("idp-create.png", "idp-details.png", "idp-error-offline-access.png", "provider-info.png"):
         f = SCREENSHOTS / name
         assert f.is_file() and 2_000 < f.stat().st_size < 400_000, (name, f.stat().st_size if f.exists() else None)
+
+
+# --- The user's fresh-token tab (declarative UI) ----------------------------------------------
+
+TAB_PROVIDER = "org.keycloak.services.ui.extend.UiTabProvider"
+
+
+@pytest.fixture(scope="module")
+def declarative_ui():
+    """Keycloak's declarative UI (experimental feature declarative-ui) renders UiTabProvider tabs;
+    the shared Keycloak goes back to the default features afterwards."""
+    ensure_features("declarative-ui")
+    try:
+        yield
+    finally:
+        kc_restart()  # default features (ensure_features("") would pass an empty KC_FEATURES, which Keycloak refuses)
+
+
+def _iso(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _signed_in_and_refreshed(admin, realm: str, mock_entra):
+    """alice signs in through the mock; the app's token is refreshed once. Returns
+    (user id, the access tokens and refresh tokens the app/mock saw)."""
+    admin.update_idp_config(realm, "entra", minValidityToken=1)
+    mock_entra.config(access_token_lifetime_s=4)
+    user = _login(realm)
+    uid = _user_id(admin, realm, "alice@contoso.onmicrosoft.com")
+    first = broker_token_v1(KC_BASE, realm, "entra", user)
+    assert first.status_code == 200, first.text
+    at1 = first.json()["access_token"]
+    time.sleep(max(0.0, _claims(at1)["exp"] + 1 - time.time()))
+    mock_entra.config(access_token_lifetime_s=3600)
+    second = broker_token_v1(KC_BASE, realm, "entra", user)
+    assert second.status_code == 200, second.text
+    secrets = [at1, second.json()["access_token"]]
+    secrets += [t if isinstance(t, str) else json.dumps(t) for t in mock_entra.issued().get("refresh_tokens", [])]
+    return uid, secrets
+
+
+def test_user_page_fresh_token_tab_in_chromium_shows_status_and_clears_without_showing_tokens(
+        declarative_ui, admin, realm, mock_entra):
+    """Runs tests/browser/user_token_tab.mjs on the user page of alice (signed in via the mock,
+    token refreshed once): the fresh-token tab shows, after Save, token stored, access token
+    valid until, last refreshed (the same values as the admin REST API), no token value in the
+    page; 'Clear stored token on save' empties the stored token."""
+    assert os.path.exists(CHROMIUM), "Debian's chromium is missing: run `make deps` (tests/install-deps.sh)"
+    tabs = admin.server_info()["componentTypes"].get(TAB_PROVIDER, [])
+    [tab] = [t for t in tabs if t["id"] == "fresh-token"]
+    assert tab["metadata"]["path"] == "/:realm/users/:id/:tab" and tab["metadata"]["params"] == {"tab": "fresh-token"}
+    uid, secrets = _signed_in_and_refreshed(admin, realm, mock_entra)
+    [idp] = _status(admin, realm, uid)["identityProviders"]
+    assert idp["tokenStored"] and idp["accessTokenValid"] and idp["lastRefreshedAt"], idp
+
+    out = ROOT / "tests" / ".work" / "browser-user-tab"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    env = dict(os.environ, KC_BASE=KC_BASE, REALM=realm, USER_ID=uid, SCREENSHOTS=str(SCREENSHOTS), OUT=str(out))
+    p = subprocess.run(["node", str(BROWSER_DIR / "user_token_tab.mjs")], env=env, capture_output=True, text=True,
+                       timeout=900)
+    print(p.stdout[-6000:])
+    assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
+    result = json.loads((out / "result.json").read_text())
+    assert result["errors"] == [], result
+
+    st = result["status"]
+    assert st["id"] == uid, st
+    assert st["freshTokenUser"] == f"alice@contoso.onmicrosoft.com ({uid})", st
+    assert st["freshTokenStored"] == "entra: yes (refresh token: yes)", st
+    assert st["freshTokenAccessTokenValidUntil"] == f"entra: {_iso(idp['accessTokenExpiresAt'])} (valid)", st
+    assert st["freshTokenLastRefreshed"] == f"entra: {_iso(idp['lastRefreshedAt'])}", st
+    assert st["clear"] is False
+    for name in ("tab-status.html", "tab-cleared.html"):
+        html = (out / name).read_text()
+        assert uid in html  # the dump holds the field values (React keeps them out of the DOM attributes)
+        for secret in secrets:
+            assert secret not in html, f"a token value is in {name}"
+
+    cleared = result["afterClear"]
+    assert cleared["id"] == uid and cleared["freshTokenStored"] == "entra: no", cleared
+    assert cleared["freshTokenAccessTokenValidUntil"] == "entra: no token stored", cleared
+    assert cleared["clear"] is False, cleared
+    [after] = _status(admin, realm, uid)["identityProviders"]
+    assert after["tokenStored"] is False and after["userIdAtIdp"], after
+    for name in ("user-fresh-token-tab.png", "user-fresh-token-tab-cleared.png"):
+        f = SCREENSHOTS / name
+        assert f.is_file() and 2_000 < f.stat().st_size < 400_000, (name, f.stat().st_size if f.exists() else None)
+
+
+def test_user_tab_save_needs_view_users_and_clear_needs_manage_users(declarative_ui, admin, realm, mock_entra):
+    """The component API only asks for manage-realm; our tab's Save asks for the admin's user
+    permissions on top: view-users to compute the status, manage-users to clear."""
+    _login(realm)
+    uid = _user_id(admin, realm, "alice@contoso.onmicrosoft.com")
+    url = f"{KC_BASE}/admin/realms/{realm}/components"
+    realm_id = admin.request("GET", f"/{realm}").json()["id"]
+
+    def save(token: str, clear: bool) -> requests.Response:
+        body = {"providerId": "fresh-token", "providerType": TAB_PROVIDER, "parentId": realm_id, "name": "fresh-token",
+                "config": {"realm": [realm], "id": [uid], "tab": ["fresh-token"], "freshTokenClear": [str(clear).lower()]}}
+        return requests.post(url, json=body, headers={"Authorization": "Bearer " + token}, timeout=60)
+
+    realm_admin = _realm_user_token(admin, realm, "realm-admin-only", ["manage-realm", "view-realm"])
+    r = save(realm_admin, False)
+    assert r.status_code == 400 and "view-users" in r.json()["errorMessage"], r.text
+    viewer = _realm_user_token(admin, realm, "realm-admin-viewer", ["manage-realm", "view-realm", "view-users"])
+    r = save(viewer, True)
+    assert r.status_code == 400 and "manage-users" in r.json()["errorMessage"], r.text
+    assert _status(admin, realm, uid)["identityProviders"][0]["tokenStored"] is True
+    r = save(viewer, False)
+    assert r.status_code == 201, r.text
+    comp = admin.request("GET", r.headers["Location"].split("/admin/realms")[1]).json()
+    assert comp["config"]["freshTokenStored"] == ["entra: yes (refresh token: yes)"], comp
+    assert comp["config"]["id"] == [uid] and "realm" not in comp["config"] and "tab" not in comp["config"], comp
+    manager = _realm_user_token(admin, realm, "realm-admin-manager",
+                                ["manage-realm", "view-realm", "view-users", "manage-users"])
+    r = save(manager, True)
+    assert r.status_code == 201, r.text
+    assert _status(admin, realm, uid)["identityProviders"][0]["tokenStored"] is False
 
 
 def _config_props(admin, provider_id: str) -> list[dict]:

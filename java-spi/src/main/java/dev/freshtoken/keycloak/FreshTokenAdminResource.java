@@ -74,13 +74,7 @@ public class FreshTokenAdminResource {
         long now = Time.currentTime();
         body.put("now", now);
         ArrayNode idps = body.putArray("identityProviders");
-        session.users().getFederatedIdentitiesStream(realm, user).forEach(link -> {
-            IdentityProviderModel idp = session.identityProviders().getByAlias(link.getIdentityProvider());
-            if (idp == null || !OUR_TYPES.contains(idp.getProviderId())) {
-                return;
-            }
-            idps.add(idpStatus(idp, link, now));
-        });
+        linkStatuses(session, realm, user, now).forEach(idps::add);
         return Response.ok(body.toString(), MediaType.APPLICATION_JSON_TYPE).build();
     }
 
@@ -101,43 +95,15 @@ public class FreshTokenAdminResource {
         if (session.users().getFederatedIdentity(realm, user, alias) == null) {
             return notFound("The user is not linked to identity provider '" + alias + "'.");
         }
-        // The refresh lock of TokenService: a refresh in flight must not write the token back after the clear.
-        String lockKey = "fresh-token:lock:" + realm.getId() + ":" + user.getId() + ":" + alias;
-        long until = System.currentTimeMillis() + CLEAR_WAIT_MS;
-        while (!session.singleUseObjects().putIfAbsent(lockKey, TokenService.LOCK_TTL_S)) {
-            if (System.currentTimeMillis() > until) {
-                return json(409, MAPPER.createObjectNode().put("error", "conflict")
-                        .put("error_description", "A refresh of this token is in progress; try again shortly."));
-            }
-            try {
-                Thread.sleep(TokenService.POLL_MS);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return json(503, MAPPER.createObjectNode().put("error", "retry_later"));
-            }
+        ClearOutcome outcome = clearStoredToken(session, realm, user, alias);
+        if (outcome == ClearOutcome.BUSY) {
+            return json(409, MAPPER.createObjectNode().put("error", "conflict")
+                    .put("error_description", "A refresh of this token is in progress; try again shortly."));
         }
-        boolean cleared;
-        try {
-            String realmId = realm.getId();
-            String uid = user.getId();
-            cleared = KeycloakModelUtils.runJobInTransactionWithResult(session.getKeycloakSessionFactory(), s -> {
-                RealmModel r = s.realms().getRealm(realmId);
-                s.getContext().setRealm(r);
-                UserModel u = s.users().getUserById(r, uid);
-                FederatedIdentityModel fi = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
-                if (fi == null) {
-                    return false;
-                }
-                boolean had = fi.getToken() != null && !fi.getToken().isBlank();
-                // Empty, not null: for null Keycloak's V1 endpoint answers its own 404 before asking us;
-                // empty reaches TokenService, which answers reauth_required with the account-link URL.
-                fi.setToken("");
-                s.users().updateFederatedIdentity(r, u, fi);
-                return had;
-            });
-        } finally {
-            session.singleUseObjects().remove(lockKey);
+        if (outcome == ClearOutcome.INTERRUPTED) {
+            return json(503, MAPPER.createObjectNode().put("error", "retry_later"));
         }
+        boolean cleared = outcome == ClearOutcome.CLEARED;
         LOG.infof("fresh-token: admin cleared the stored token of user %s for IdP '%s' (%s)", user.getId(), alias,
                 cleared ? "a token was stored" : "none was stored");
         adminEvent.resource(ResourceType.USER).operation(OperationType.DELETE)
@@ -145,7 +111,65 @@ public class FreshTokenAdminResource {
         return Response.noContent().build();
     }
 
-    private ObjectNode idpStatus(IdentityProviderModel idp, FederatedIdentityModel link, long now) {
+
+    enum ClearOutcome { CLEARED, NONE_STORED, BUSY, INTERRUPTED }
+
+    /**
+     * Empties the stored token of one link under TokenService's refresh lock (a refresh in flight
+     * must not write the token back after the clear); the link stays. Waits up to
+     * {@link #CLEAR_WAIT_MS} for a refresh in progress, else {@link ClearOutcome#BUSY}.
+     */
+    static ClearOutcome clearStoredToken(KeycloakSession session, RealmModel realm, UserModel user, String alias) {
+        String lockKey = "fresh-token:lock:" + realm.getId() + ":" + user.getId() + ":" + alias;
+        long until = System.currentTimeMillis() + CLEAR_WAIT_MS;
+        while (!session.singleUseObjects().putIfAbsent(lockKey, TokenService.LOCK_TTL_S)) {
+            if (System.currentTimeMillis() > until) {
+                return ClearOutcome.BUSY;
+            }
+            try {
+                Thread.sleep(TokenService.POLL_MS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return ClearOutcome.INTERRUPTED;
+            }
+        }
+        try {
+            String realmId = realm.getId();
+            String uid = user.getId();
+            boolean had = KeycloakModelUtils.runJobInTransactionWithResult(session.getKeycloakSessionFactory(), s -> {
+                RealmModel r = s.realms().getRealm(realmId);
+                s.getContext().setRealm(r);
+                UserModel u = s.users().getUserById(r, uid);
+                FederatedIdentityModel fi = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
+                if (fi == null) {
+                    return false;
+                }
+                boolean stored = fi.getToken() != null && !fi.getToken().isBlank();
+                // Empty, not null: for null Keycloak's V1 endpoint answers its own 404 before asking us;
+                // empty reaches TokenService, which answers reauth_required with the account-link URL.
+                fi.setToken("");
+                s.users().updateFederatedIdentity(r, u, fi);
+                return stored;
+            });
+            return had ? ClearOutcome.CLEARED : ClearOutcome.NONE_STORED;
+        } finally {
+            session.singleUseObjects().remove(lockKey);
+        }
+    }
+
+    /** Status of each fresh-token IdP link of the user (never a token value). */
+    static java.util.List<ObjectNode> linkStatuses(KeycloakSession session, RealmModel realm, UserModel user, long now) {
+        java.util.List<ObjectNode> out = new java.util.ArrayList<>();
+        session.users().getFederatedIdentitiesStream(realm, user).forEach(link -> {
+            IdentityProviderModel idp = session.identityProviders().getByAlias(link.getIdentityProvider());
+            if (idp != null && OUR_TYPES.contains(idp.getProviderId())) {
+                out.add(idpStatus(idp, link, now));
+            }
+        });
+        return out;
+    }
+
+    static ObjectNode idpStatus(IdentityProviderModel idp, FederatedIdentityModel link, long now) {
         ObjectNode o = MAPPER.createObjectNode();
         o.put("alias", idp.getAlias());
         o.put("providerId", idp.getProviderId());
