@@ -6,7 +6,7 @@ PY ?= python3
 JAR_VERSION := 0.1.0
 SO := target/release/libfresh_token_core.so
 
-.PHONY: help deps package run stop test test-rust test-java test-e2e bench clean
+.PHONY: help deps package run stop test test-rust test-java test-e2e check-glibc test-compat bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ package: $(SO) java-spi/target/keycloak-fresh-token-$(JAR_VERSION).jar ## build;
 run: deps package ## Keycloak + extension + demo realm + mock Entra ID on localhost (Ctrl-C stops all)
 	@bash tests/run-demo.sh
 
-test: deps package test-rust test-java test-e2e ## every test: cargo, Maven (JNI boundary), end to end through a real Keycloak
+test: deps package check-glibc test-rust test-java test-e2e test-compat ## every test: cargo, Maven (JNI boundary), end to end through a real Keycloak, compatibility
 	@echo "make test: all stages passed"
 
 test-rust: ## cargo tests of the core
@@ -39,6 +39,12 @@ test-java: $(SO) ## Maven tests (the JNI boundary under -Xcheck:jni)
 
 test-e2e: package ## end-to-end suite: real Keycloak, mock Entra ID
 	cd tests && $(PY) -m pytest -v mock_entra mock_graph e2e
+
+check-glibc: package ## the .so needs no glibc newer than 2.34 (UBI 9: the official Keycloak image)
+	bash tests/check-glibc.sh target/dist/libfresh_token_core.so
+
+test-compat: package ## same JAR + .so on Keycloak 26.4.7 and 26.5.6 (Java 17) and 26.7.3 on Java 25
+	bash tests/compat/run.sh
 
 bench: deps package ## benchmarks side by side with stock Keycloak (about 20 min); writes docs/bench/
 	@bash tests/bench/run.sh
