@@ -21,18 +21,21 @@ import org.keycloak.services.managers.AuthenticationManager;
  */
 final class Compat {
 
-    private static final Method AUTH_TOKEN = accessor(AuthenticationManager.AuthResult.class, "token", "getToken");
-    private static final Method AUTH_USER = accessor(AuthenticationManager.AuthResult.class, "user", "getUser");
-
     private Compat() {
     }
 
+    /** Looked up on first use, so a problem here cannot break the other calls of this class. */
+    private static final class Auth {
+        static final Method TOKEN = accessor(AuthenticationManager.AuthResult.class, "token", "getToken");
+        static final Method USER = accessor(AuthenticationManager.AuthResult.class, "user", "getUser");
+    }
+
     static AccessToken token(AuthenticationManager.AuthResult auth) {
-        return (AccessToken) invoke(AUTH_TOKEN, auth);
+        return (AccessToken) invoke(Auth.TOKEN, auth);
     }
 
     static UserModel user(AuthenticationManager.AuthResult auth) {
-        return (UserModel) invoke(AUTH_USER, auth);
+        return (UserModel) invoke(Auth.USER, auth);
     }
 
     /** The first of the named no-argument public methods that exists. */
