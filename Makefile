@@ -40,7 +40,7 @@ test-java: $(SO) ## Maven tests (the JNI boundary under -Xcheck:jni)
 test-e2e: package ## end-to-end suite: real Keycloak, mock Entra ID
 	cd tests && $(PY) -m pytest -v mock_entra mock_graph e2e
 
-check-glibc: package ## the .so needs no glibc newer than 2.34 (UBI 9: the official Keycloak image)
+check-glibc: package ## the .so needs glibc <= 2.34 and no shared library beyond glibc/libgcc_s (UBI 9 Keycloak image)
 	bash tests/check-glibc.sh target/dist/libfresh_token_core.so
 
 test-compat: package ## same JAR + .so on Keycloak 26.4.7 and 26.5.6 (Java 17) and 26.7.3 on Java 25

@@ -5,6 +5,7 @@
 #
 #   tests/check-glibc.sh [path/to/libfresh_token_core.so]     # limit: GLIBC_MAX (default 2.34)
 #
+# Also fails if it needs a shared library beyond glibc, libgcc_s and libstdc++ (what the JVM needs).
 # Exit status: 0 within the limit, 1 too new (the symbols are listed), 2 not checkable.
 set -euo pipefail
 so=${1:-target/release/libfresh_token_core.so}
@@ -34,4 +35,14 @@ if [ -n "$too_new" ]; then
   } >&2
   exit 1
 fi
-echo "check-glibc: OK: $(basename "$so") needs glibc $newest at most (limit $max)"
+# Only libraries the JVM itself needs, so present in every image that runs Keycloak (the
+# official one is UBI 9 micro: no OpenSSL, no libz beyond what Java brings).
+allowed='^(libc\.so\.6|libm\.so\.6|libgcc_s\.so\.1|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libstdc\+\+\.so\.6|ld-linux-[a-z0-9_-]+\.so\.[0-9]+)$'
+extra=$(objdump -p "$so" | awk '$1 == "NEEDED" { print $2 }' | grep -Ev "$allowed" || true)
+if [ -n "$extra" ]; then
+  echo "check-glibc: FAIL: $so needs shared libraries the Keycloak image may not have:" >&2
+  sed 's/^/  /' <<<"$extra" >&2
+  echo "Link them statically (e.g. rustls instead of OpenSSL) so that only glibc and libgcc_s are needed." >&2
+  exit 1
+fi
+echo "check-glibc: OK: $(basename "$so") needs glibc $newest at most (limit $max) and only $(objdump -p "$so" | awk '$1 == "NEEDED" { printf "%s ", $2 }')"

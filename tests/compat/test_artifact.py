@@ -82,6 +82,7 @@ def test_native_core_needs_no_glibc_newer_than_ubi9():
     r = subprocess.run([str(CHECK_GLIBC), str(native_so())], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "limit 2.34" in r.stdout
+    assert "libc.so.6" in r.stdout
 
 
 def test_glibc_check_fails_for_a_lower_limit_and_names_the_symbols():
@@ -119,3 +120,21 @@ def test_glibc_check_passes_a_library_without_new_symbols_and_flags_one_with(tmp
                          env={**os.environ, "GLIBC_MAX": "2.17"})
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "pthread_create@GLIBC_2.34" in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler to build a tiny ELF library")
+def test_glibc_check_fails_a_library_that_needs_a_shared_library_beyond_glibc(tmp_path):
+    """The official image (UBI 9 micro) has glibc, libgcc_s and libstdc++ (the JVM needs them),
+    not e.g. libz or OpenSSL: a .so that needs one of those must fail the check."""
+    libz = next((p for p in ("/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1",
+                              "/lib/aarch64-linux-gnu/libz.so.1", "/usr/lib64/libz.so.1") if Path(p).exists()), None)
+    if libz is None:
+        pytest.skip("no libz.so.1 on this machine to link against")
+    src = tmp_path / "u.c"
+    src.write_text("int f(void) { return 0; }\n")
+    so = tmp_path / "libu.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(so), str(src), "-Wl,--no-as-needed", libz], check=True)
+    r = subprocess.run([str(CHECK_GLIBC), str(so)], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "libz.so.1" in r.stderr
+    assert "may not have" in r.stderr
