@@ -21,7 +21,7 @@ import java.util.jar.JarFile;
 /**
  * Binary compatibility of the provider JAR with one Keycloak distribution, without starting it.
  *
- *   java tests/compat/LinkCheck.java <provider.jar> <keycloak-dist-dir>
+ *   java tests/compat/LinkCheck.java <provider.jar> <keycloak-dist-dir> [<baseline-dist-dir>]
  *
  * Loads the JAR's classes over the distribution's lib/ jars and checks, as the JVM would at
  * run time, that
@@ -29,10 +29,11 @@ import java.util.jar.JarFile;
  *    descriptor (return type included: boolean vs Boolean is a NoSuchMethodError),
  *  - every class loads, links and initialises (no missing supertypes, no override of a final),
  *  - no concrete class of ours leaves an abstract Keycloak method unimplemented (AbstractMethodError),
- *  - every method of ours that overrides a Keycloak method on the compile version still overrides
- *    one here; if Keycloak kept the name and arity but changed the signature, ours would silently
- *    stop being called: reported as an error. A method absent altogether (e.g. the four-argument
- *    retrieveToken before 26.6) is listed as information.
+ *  - no method of ours that looks like an override has lost it: if Keycloak kept the name and
+ *    arity but changed the signature, ours would silently stop being called (error); with a
+ *    baseline distribution (the compile version), a method that overrides one there must override
+ *    one here too, except the known newer hooks (the four-argument retrieveToken, V2, from 26.6),
+ *    which are listed as information.
  * Exit status 0: no errors; 1: errors (listed); 2: usage.
  */
 public class LinkCheck {
@@ -47,8 +48,8 @@ public class LinkCheck {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 2) {
-            System.err.println("usage: java LinkCheck.java <provider.jar> <keycloak-dist-dir>");
+        if (args.length != 2 && args.length != 3) {
+            System.err.println("usage: java LinkCheck.java <provider.jar> <keycloak-dist-dir> [<baseline-dist-dir>]");
             System.exit(2);
         }
         File jar = new File(args[0]);
@@ -64,6 +65,14 @@ public class LinkCheck {
         List<String> errors = new ArrayList<>();
         Set<String> info = new TreeSet<>();
         int checked = 0;
+        File baselineDir = args.length > 2 ? new File(args[2]) : null;
+        URLClassLoader baseline = null;
+        if (baselineDir != null) {
+            List<URL> b = new ArrayList<>();
+            b.add(jar.toURI().toURL());
+            collectJars(new File(baselineDir, "lib"), b);
+            baseline = new URLClassLoader(b.toArray(URL[]::new), ClassLoader.getPlatformClassLoader());
+        }
         try (URLClassLoader loader = new URLClassLoader(urls.toArray(URL[]::new), ClassLoader.getPlatformClassLoader())) {
             for (ClassInfo ci : ours) {
                 String cn = ci.name().replace('/', '.');
@@ -123,35 +132,24 @@ public class LinkCheck {
                             || ((d.access() & 0x1000) != 0 && !bridge) /* synthetic, not a bridge */) {
                         continue;
                     }
-                    // A covariant override (ours returns a subtype) overrides through its bridge
-                    // method, which carries Keycloak's exact descriptor and is checked on its own.
-                    String ourParams = d.desc().substring(0, d.desc().indexOf(')') + 1);
-                    String arity = arityOf(d.desc());
-                    boolean exact = false;
-                    List<String> sameNameSameArity = new ArrayList<>();
-                    for (Class<?> s : supertypes(c)) {
-                        if (s.getClassLoader() != loader || s.getName().startsWith("dev.freshtoken.")) {
-                            continue;
-                        }
-                        for (Method m : s.getDeclaredMethods()) {
-                            if (!m.getName().equals(d.name()) || Modifier.isStatic(m.getModifiers()) || Modifier.isPrivate(m.getModifiers())) {
-                                continue;
-                            }
-                            String md = desc(m);
-                            if (md.equals(d.desc()) || (!bridge && md.startsWith(ourParams) && hasBridge(ci, d.name(), md))) {
-                                exact = true;
-                            } else if (arityOf(md).equals(arity)) {
-                                sameNameSameArity.add(s.getName() + "." + m.getName() + md);
-                            }
-                        }
-                    }
-                    if (!exact && !sameNameSameArity.isEmpty()) {
+                    List<String> changed = new ArrayList<>();
+                    boolean exact = overrides(c, loader, ci, d, changed);
+                    if (!exact && !changed.isEmpty()) {
                         errors.add(cn + "." + d.name() + d.desc() + " no longer overrides anything: Keycloak here has "
-                                + String.join(", ", sameNameSameArity) + " (ours would never be called)");
-                    } else if (!exact && overridesOnCompileVersion(d)) {
-                        info.add(cn + "." + d.name() + d.desc() + " overrides nothing here (method absent in this version)");
+                                + String.join(", ", changed) + " (ours would never be called)");
+                    } else if (!exact && baseline != null && overrides(baseline.loadClass(cn), baseline, ci, d, new ArrayList<>())) {
+                        if (KNOWN_NEWER.contains(d.name() + d.desc())) {
+                            info.add(cn + "." + d.name() + d.desc() + " overrides nothing here (method absent in this version)");
+                        } else {
+                            errors.add(cn + "." + d.name() + d.desc() + " overrides a Keycloak method on " + baselineDir.getName()
+                                    + " that is gone here (ours would never be called)");
+                        }
                     }
                 }
+            }
+        } finally {
+            if (baseline != null) {
+                baseline.close();
             }
         }
         for (String i : info) {
@@ -165,10 +163,37 @@ public class LinkCheck {
         System.exit(errors.isEmpty() ? 0 : 1);
     }
 
-    /** Overrides of the compile version that may legitimately be absent elsewhere (listed by name). */
-    static boolean overridesOnCompileVersion(Decl d) {
-        return KNOWN_NEWER.contains(d.name() + d.desc());
+    /**
+     * Whether our method d of class c overrides a Keycloak method (as loaded by loader); methods of
+     * the same name and arity but another descriptor go into changed.
+     */
+    static boolean overrides(Class<?> c, ClassLoader loader, ClassInfo ci, Decl d, List<String> changed) {
+        boolean bridge = (d.access() & 0x0040) != 0;
+        // A covariant override (ours returns a subtype) overrides through its bridge method,
+        // which carries Keycloak's exact descriptor and is checked on its own.
+        String ourParams = d.desc().substring(0, d.desc().indexOf(')') + 1);
+        String arity = arityOf(d.desc());
+        boolean exact = false;
+        for (Class<?> s : supertypes(c)) {
+            if (s.getClassLoader() != loader || s.getName().startsWith("dev.freshtoken.")) {
+                continue;
+            }
+            for (Method m : s.getDeclaredMethods()) {
+                if (!m.getName().equals(d.name()) || Modifier.isStatic(m.getModifiers()) || Modifier.isPrivate(m.getModifiers())) {
+                    continue;
+                }
+                String md = desc(m);
+                if (md.equals(d.desc()) || (!bridge && md.startsWith(ourParams) && hasBridge(ci, d.name(), md))) {
+                    exact = true;
+                } else if (arityOf(md).equals(arity)) {
+                    changed.add(s.getName() + "." + m.getName() + md);
+                }
+            }
+        }
+        return exact;
     }
+
+    /** Overrides of the compile version that are absent before Keycloak 26.6 (the V2 endpoint's hook). */
 
     static final Set<String> KNOWN_NEWER = Set.of(
             "retrieveToken(Lorg/keycloak/models/KeycloakSession;Lorg/keycloak/models/FederatedIdentityModel;"
