@@ -6,7 +6,7 @@ PY ?= python3
 JAR_VERSION := 0.1.0
 SO := target/release/libfresh_token_core.so
 
-.PHONY: help deps package run run-cluster stop test test-rust test-java test-e2e test-cluster bench clean
+.PHONY: help deps package run run-cluster stop test test-rust test-java test-e2e test-cluster check-glibc test-compat bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ run: deps package ## Keycloak + extension + demo realm + mock Entra ID on localh
 run-cluster: deps package ## two Keycloak nodes (PostgreSQL, jdbc-ping on loopback) + extension + demo realm + mock Entra ID
 	@bash tests/run-cluster-demo.sh
 
-test: deps package test-rust test-java test-e2e test-cluster ## every test: cargo, Maven (JNI boundary), end to end through a real Keycloak
+test: deps package check-glibc test-rust test-java test-e2e test-compat test-cluster ## every test: cargo, Maven (JNI boundary), end to end through a real Keycloak, compatibility, two-node cluster
 	@echo "make test: all stages passed"
 
 test-rust: ## cargo tests of the core
@@ -45,6 +45,12 @@ test-e2e: package ## end-to-end suite: real Keycloak, mock Entra ID
 
 test-cluster: package ## two-node cluster: cross-node single-flight and node/database faults (about 10 min)
 	cd tests && $(PY) -m pytest -v -s cluster
+
+check-glibc: package ## the .so needs glibc <= 2.34 and no shared library beyond glibc/libgcc_s (UBI 9 Keycloak image)
+	bash tests/check-glibc.sh target/dist/libfresh_token_core.so
+
+test-compat: package ## same JAR + .so on Keycloak 26.4.7 and 26.5.6 (Java 17) and 26.7.3 on Java 25
+	bash tests/compat/run.sh
 
 bench: deps package ## benchmarks side by side with stock Keycloak (about 20 min); writes docs/bench/
 	@bash tests/bench/run.sh

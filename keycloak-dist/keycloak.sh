@@ -13,6 +13,9 @@
 # KC_LOG_LEVEL (INFO,dev.freshtoken:debug), KC_EXTRA_ARGS (appended to start-dev),
 # KC_FRESH_TOKEN_KEY_FILE / KC_FRESH_TOKEN_KEY_MODE (encrypt|decrypt-only): storage keys for
 # encryption at rest (--spi-admin-realm-restapi-extension--fresh-token-storage--key-file/--mode).
+# KC_JAVA_HOME (a JDK to run Keycloak with, e.g. /usr/lib/jvm/temurin-25-jdk-amd64; default:
+# kc.sh's own choice, JAVA_HOME or the java on PATH). Each KC_VERSION is unpacked and run
+# separately (keycloak-dist/keycloak-<version>/, run/<version>-<port>/).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -42,12 +45,16 @@ start() {
   "$here/fetch.sh" >/dev/null
   if pid_alive; then log "already running (pid $(cat "$run/pid"))"; return 0; fi
   mkdir -p "$run"
+  if [ -n "${KC_JAVA_HOME:-}" ] && [ ! -x "$KC_JAVA_HOME/bin/java" ]; then
+    log "KC_JAVA_HOME=$KC_JAVA_HOME has no bin/java"; exit 1
+  fi
   install_providers
   if [ "${KC_KEEP_DATA:-0}" != "1" ]; then rm -rf "$kc/data"; fi
-  echo "----- keycloak.sh start $(date -u +%FT%TZ) features=${KC_FEATURES:-default} storage-keys=${KC_FRESH_TOKEN_KEY_FILE:+yes} native=$([ "${KC_NO_NATIVE:-0}" = 1 ] && echo no || echo yes)" >>"$run/keycloak.log"
-  log "starting Keycloak $version on http://127.0.0.1:$port (log: $run/keycloak.log)"
+  echo "----- keycloak.sh start $(date -u +%FT%TZ) version=$version java=${KC_JAVA_HOME:-default} features=${KC_FEATURES:-default} storage-keys=${KC_FRESH_TOKEN_KEY_FILE:+yes} native=$([ "${KC_NO_NATIVE:-0}" = 1 ] && echo no || echo yes)" >>"$run/keycloak.log"
+  log "starting Keycloak $version${KC_JAVA_HOME:+ (JDK $KC_JAVA_HOME)} on http://127.0.0.1:$port (log: $run/keycloak.log)"
   (
     export KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin
+    if [ -n "${KC_JAVA_HOME:-}" ]; then export JAVA_HOME="$KC_JAVA_HOME"; unset JAVA; fi
     # shellcheck disable=SC2086
     exec setsid "$kc/bin/kc.sh" start-dev \
       --http-host=127.0.0.1 --http-port="$port" \

@@ -24,6 +24,7 @@ def _rows(cluster, realm: str) -> list[str]:
 
 def test_pg_dump_holds_no_token_the_mock_issued_after_login_refresh_resource_and_obo(cluster, admins, mock_factory):
     assert KEY_FILE is not None, "the cluster tests run with a storage key (unset CLUSTER_NO_KEYS)"
+    cluster.ensure_up()  # fault tests before this one stop and restart nodes
     mock = mock_factory(access_token_lifetime_s=LIFETIME)
     realm = make_realm(admins[0], mock)
     user = login(realm)

@@ -21,6 +21,22 @@ KC_SCRIPT = ROOT / "keycloak-dist" / "keycloak.sh"
 KC_PORT = int(os.environ.get("E2E_KC_PORT", "18080"))
 KC_MGMT_PORT = int(os.environ.get("E2E_KC_MGMT_PORT", "19000"))
 KC_BASE = f"http://127.0.0.1:{KC_PORT}"
+# Which Keycloak the suite runs against (keycloak-dist/keycloak.sh KC_VERSION) and, optionally,
+# which JDK runs it (KC_JAVA_HOME); `make test-compat` sets these.
+KC_VERSION = os.environ.get("E2E_KC_VERSION") or os.environ.get("KC_VERSION") or "26.7.3"
+KC_JAVA_HOME = os.environ.get("E2E_KC_JAVA_HOME", "")
+V2_MIN_VERSION = (26, 6)
+
+
+def kc_version() -> tuple[int, ...]:
+    return tuple(int(x) for x in KC_VERSION.split(".")[:3] if x.isdigit())
+
+
+def skip_unless_v2_available() -> None:
+    """The V2 broker endpoint (POST /broker/{alias}/token, feature identity-brokering-api:v2)
+    and the IdP hook it calls exist only from Keycloak 26.6."""
+    if kc_version() < V2_MIN_VERSION:
+        pytest.skip(f"needs the V2 broker token endpoint, which Keycloak has only from 26.6 (this run: Keycloak {KC_VERSION})")
 TENANT = "11111111-1111-1111-1111-111111111111"
 MOCK_CLIENT_ID = "00000000-0000-0000-0000-0000000000c1"
 MOCK_CLIENT_SECRET = "mock-secret-c1"
@@ -69,7 +85,10 @@ def _grant_count(stats: dict, grant: str) -> int:
 
 def kc_env(**extra) -> dict:
     env = dict(os.environ)
-    env.update({"KC_PORT": str(KC_PORT), "KC_MGMT_PORT": str(KC_MGMT_PORT), "KC_EXTRA_ARGS": _kc_extra_args["value"]})
+    env.update({"KC_PORT": str(KC_PORT), "KC_MGMT_PORT": str(KC_MGMT_PORT), "KC_EXTRA_ARGS": _kc_extra_args["value"],
+                "KC_VERSION": KC_VERSION})
+    if KC_JAVA_HOME:
+        env["KC_JAVA_HOME"] = KC_JAVA_HOME
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -108,6 +127,8 @@ def kc_restart(**extra) -> None:
 
 def ensure_features(features: str) -> None:
     """Restart the shared Keycloak only if it runs with another feature set."""
+    if "identity-brokering-api:v2" in features:
+        skip_unless_v2_available()
     if _current_features["value"] != features:
         kc_restart(KC_FEATURES=features)
 

@@ -83,8 +83,9 @@ class Login:
 
 
 class _FormParser:
-    FORM = re.compile(r"<form[^>]*action=\"([^\"]+)\"[^>]*>(.*?)</form>", re.S | re.I)
+    FORM = re.compile(r"<form[^>]*action=\"([^\"]+)\"[^>]*>(.*?)</form\b", re.S | re.I)  # 26.4.7 writes "</form" without ">"
     INPUT = re.compile(r"<input([^>]*)>", re.I)
+    BUTTON = re.compile(r"<button([^>]*)>", re.I)
     ATTR = re.compile(r"(\w[\w-]*)=\"([^\"]*)\"")
 
     @classmethod
@@ -97,6 +98,14 @@ class _FormParser:
             attrs = dict(cls.ATTR.findall(raw))
             if "name" in attrs:
                 fields[attrs["name"]] = html.unescape(attrs.get("value", ""))
+        # A browser clicking the form's first submit button sends that button's name: Keycloak
+        # 26.4's link-idp confirmation page (kc_action=idp_link) acts only on "continue".
+        for raw in cls.BUTTON.findall(m.group(2)):
+            attrs = dict(cls.ATTR.findall(raw))
+            if attrs.get("type", "submit").lower() == "submit":
+                if "name" in attrs:
+                    fields.setdefault(attrs["name"], html.unescape(attrs.get("value", "")))
+                break
         return html.unescape(m.group(1)), fields
 
 

@@ -79,15 +79,15 @@ public class FreshTokenResource implements RealmResourceProvider {
         }
         AuthenticationManager.AuthResult auth = c.auth();
         FreshTokenIdentityProvider provider = c.provider();
-        if (!hasRole(auth.token(), "broker", "read-token")) {
-            return error(403, "forbidden", "The token lacks the broker client's read-token role.", auth.token());
+        if (!hasRole(Compat.token(auth), "broker", "read-token")) {
+            return error(403, "forbidden", "The token lacks the broker client's read-token role.", Compat.token(auth));
         }
         RealmModel realm = session.getContext().getRealm();
-        FederatedIdentityModel identity = session.users().getFederatedIdentity(realm, auth.user(), alias);
+        FederatedIdentityModel identity = session.users().getFederatedIdentity(realm, Compat.user(auth), alias);
         if (identity == null) {
             identity = new FederatedIdentityModel(alias, null, null, null);
         }
-        return cors(new TokenService(session, provider).caller(auth.client(), auth.user()).obo(identity, auth.user(), scope).response(), auth.token());
+        return cors(new TokenService(session, provider).caller(Compat.client(auth), Compat.user(auth)).obo(identity, Compat.user(auth), scope).response(), Compat.token(auth));
     }
 
     @GET
@@ -100,11 +100,11 @@ public class FreshTokenResource implements RealmResourceProvider {
         AuthenticationManager.AuthResult auth = c.auth();
         FreshTokenIdentityProvider provider = c.provider();
         String role = provider.freshConfig().appTokenRole();
-        AccessToken.Access realmAccess = auth.token().getRealmAccess();
+        AccessToken.Access realmAccess = Compat.token(auth).getRealmAccess();
         if (realmAccess == null || !realmAccess.isUserInRole(role)) {
-            return error(403, "forbidden", "App-only tokens of '" + alias + "' need the realm role '" + role + "'.", auth.token());
+            return error(403, "forbidden", "App-only tokens of '" + alias + "' need the realm role '" + role + "'.", Compat.token(auth));
         }
-        return cors(new TokenService(session, provider).caller(auth.client(), auth.user()).appToken(scope).response(), auth.token());
+        return cors(new TokenService(session, provider).caller(Compat.client(auth), Compat.user(auth)).appToken(scope).response(), Compat.token(auth));
     }
 
     /** The authenticated caller and the IdP it asks about, or the answer that refuses it. */
@@ -119,7 +119,7 @@ public class FreshTokenResource implements RealmResourceProvider {
         FreshTokenIdentityProvider provider = provider(alias);
         if (provider == null) {
             return new Caller(auth, null, error(404, "not_found",
-                    "No identity provider '" + alias + "' of a fresh-token type in this realm.", auth.token()));
+                    "No identity provider '" + alias + "' of a fresh-token type in this realm.", Compat.token(auth)));
         }
         return new Caller(auth, provider, null);
     }
