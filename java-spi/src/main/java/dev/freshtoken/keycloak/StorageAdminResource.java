@@ -215,7 +215,7 @@ public class StorageAdminResource {
             RealmModel r = s.realms().getRealm(realmId);
             s.getContext().setRealm(r);
             return new ArrayList<>(s.users().searchForUserStream(r, Map.of(UserModel.IDP_ALIAS, alias), null, null)
-                    .map(UserModel::getId).toList());
+                    .map(u -> u.getId()) /* not UserModel::getId: that links to Model, absent before 26.6 */.toList());
         });
     }
 
