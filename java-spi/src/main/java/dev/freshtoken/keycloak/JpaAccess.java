@@ -24,7 +24,7 @@ final class JpaAccess {
     private JpaAccess() {
     }
 
-    private static Class<?> load(String name) throws ClassNotFoundException {
+    static Class<?> load(String name) throws ClassNotFoundException {
         ClassLoader tccl = Thread.currentThread().getContextClassLoader();
         try {
             return Class.forName(name, false, tccl != null ? tccl : JpaAccess.class.getClassLoader());
@@ -45,7 +45,8 @@ final class JpaAccess {
         } catch (ClassNotFoundException | NoSuchMethodException | IllegalAccessException e) {
             throw new IllegalStateException("Keycloak's JPA store is not available: " + e, e);
         } catch (InvocationTargetException e) {
-            throw new IllegalStateException("Keycloak's JPA store failed: " + e.getCause(), e.getCause());
+            Throwable c = e.getCause(); // a database failure stays what it is (TokenService maps it to retry_later)
+            throw c instanceof RuntimeException r ? r : new IllegalStateException("Keycloak's JPA store failed", c);
         }
     }
 

@@ -7,7 +7,6 @@ import jakarta.persistence.EntityManager;
 import jakarta.persistence.LockModeType;
 
 import org.keycloak.models.KeycloakSession;
-import org.keycloak.provider.Provider;
 
 /**
  * The stored federated-identity row (Keycloak's {@code FEDERATED_IDENTITY}) read with a database
@@ -24,7 +23,6 @@ import org.keycloak.provider.Provider;
  */
 final class StoredRow {
 
-    private static final String JPA_PROVIDER = "org.keycloak.connections.jpa.JpaConnectionProvider";
     private static final String QUERY = "select f from FederatedIdentityEntity f where f.user.id = :userId and f.identityProvider = :alias";
 
     /** The row's token and the two link fields Keycloak's update writes back unchanged. */
@@ -40,7 +38,7 @@ final class StoredRow {
 
     /** The row of (user, IdP), locked until the session's transaction ends; null if there is none. */
     static Row lockAndRead(KeycloakSession session, String userId, String alias) {
-        EntityManager em = entityManager(session);
+        EntityManager em = JpaAccess.entityManager(session);
         List<?> rows = em.createQuery(QUERY)
                 .setParameter("userId", userId)
                 .setParameter("alias", alias)
@@ -62,31 +60,6 @@ final class StoredRow {
             throw new IllegalStateException("Keycloak's federated identity entity has no " + getter, e);
         } catch (InvocationTargetException e) {
             throw new IllegalStateException("reading the federated identity failed", e.getCause());
-        }
-    }
-
-    private static EntityManager entityManager(KeycloakSession session) {
-        try {
-            Class<? extends Provider> type = load(JPA_PROVIDER).asSubclass(Provider.class);
-            Provider provider = session.getProvider(type);
-            if (provider == null) {
-                throw new IllegalStateException("Keycloak's JPA store is not in use");
-            }
-            return (EntityManager) type.getMethod("getEntityManager").invoke(provider);
-        } catch (ClassNotFoundException | NoSuchMethodException | IllegalAccessException e) {
-            throw new IllegalStateException("Keycloak's JPA store is not available: " + e, e);
-        } catch (InvocationTargetException e) {
-            Throwable c = e.getCause();
-            throw c instanceof RuntimeException r ? r : new IllegalStateException("Keycloak's JPA store failed", c);
-        }
-    }
-
-    private static Class<?> load(String name) throws ClassNotFoundException {
-        ClassLoader tccl = Thread.currentThread().getContextClassLoader();
-        try {
-            return Class.forName(name, false, tccl != null ? tccl : StoredRow.class.getClassLoader());
-        } catch (ClassNotFoundException e) {
-            return Class.forName(name, false, StoredRow.class.getClassLoader());
         }
     }
 }
