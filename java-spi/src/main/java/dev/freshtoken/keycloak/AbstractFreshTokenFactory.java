@@ -3,6 +3,7 @@ package dev.freshtoken.keycloak;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 import org.keycloak.Config;
 import org.keycloak.broker.provider.AbstractIdentityProviderFactory;
@@ -16,6 +17,10 @@ import dev.freshtoken.keycloak.nativecore.NativeLibrary;
 /** What both of our IdP types share: settings, native-library loading, operational info. */
 abstract class AbstractFreshTokenFactory extends AbstractIdentityProviderFactory<FreshTokenIdentityProvider>
         implements ServerInfoAwareProviderFactory {
+
+    /** The provider ids of our IdP types (the IdPs whose stored tokens this extension manages). */
+    static final Set<String> PROVIDER_IDS = Set.of(EntraOidcIdentityProviderFactory.PROVIDER_ID,
+            FreshOidcIdentityProviderFactory.PROVIDER_ID);
 
     /** SPI option {@code --spi-identity-provider--<id>--library-path}. */
     static final String LIBRARY_PATH_OPTION = "library-path";

@@ -1,7 +1,6 @@
 package dev.freshtoken.keycloak;
 
 import java.time.Instant;
-import java.util.Set;
 
 import jakarta.ws.rs.DELETE;
 import jakarta.ws.rs.GET;
@@ -41,8 +40,6 @@ public class FreshTokenAdminResource {
 
     private static final Logger LOG = Logger.getLogger("dev.freshtoken.keycloak");
     private static final ObjectMapper MAPPER = new ObjectMapper();
-    static final Set<String> OUR_TYPES = Set.of(EntraOidcIdentityProviderFactory.PROVIDER_ID,
-            FreshOidcIdentityProviderFactory.PROVIDER_ID);
     /** How long a clear waits for a refresh in progress (the refresh lock) before answering 409. */
     static final long CLEAR_WAIT_MS = 15_000;
 
@@ -89,7 +86,7 @@ public class FreshTokenAdminResource {
         }
         auth.users().requireManage(user);
         IdentityProviderModel idp = session.identityProviders().getByAlias(alias);
-        if (idp == null || !OUR_TYPES.contains(idp.getProviderId())) {
+        if (idp == null || !AbstractFreshTokenFactory.PROVIDER_IDS.contains(idp.getProviderId())) {
             return notFound("No identity provider '" + alias + "' of a fresh-token type in this realm.");
         }
         if (session.users().getFederatedIdentity(realm, user, alias) == null) {
@@ -120,7 +117,7 @@ public class FreshTokenAdminResource {
      * {@link #CLEAR_WAIT_MS} for a refresh in progress, else {@link ClearOutcome#BUSY}.
      */
     static ClearOutcome clearStoredToken(KeycloakSession session, RealmModel realm, UserModel user, String alias) {
-        String lockKey = "fresh-token:lock:" + realm.getId() + ":" + user.getId() + ":" + alias;
+        String lockKey = TokenService.lockKey(realm.getId(), user.getId(), alias);
         long until = System.currentTimeMillis() + CLEAR_WAIT_MS;
         while (!session.singleUseObjects().putIfAbsent(lockKey, TokenService.LOCK_TTL_S)) {
             if (System.currentTimeMillis() > until) {
@@ -162,7 +159,7 @@ public class FreshTokenAdminResource {
         java.util.List<ObjectNode> out = new java.util.ArrayList<>();
         session.users().getFederatedIdentitiesStream(realm, user).forEach(link -> {
             IdentityProviderModel idp = session.identityProviders().getByAlias(link.getIdentityProvider());
-            if (idp != null && OUR_TYPES.contains(idp.getProviderId())) {
+            if (idp != null && AbstractFreshTokenFactory.PROVIDER_IDS.contains(idp.getProviderId())) {
                 out.add(idpStatus(idp, link, now));
             }
         });

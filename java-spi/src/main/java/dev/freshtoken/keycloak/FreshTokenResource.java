@@ -1,6 +1,5 @@
 package dev.freshtoken.keycloak;
 
-import java.util.Set;
 
 import jakarta.ws.rs.GET;
 import jakarta.ws.rs.OPTIONS;
@@ -36,8 +35,6 @@ import org.keycloak.services.resource.RealmResourceProvider;
 public class FreshTokenResource implements RealmResourceProvider {
 
     private static final ObjectMapper MAPPER = new ObjectMapper();
-    private static final Set<String> OUR_TYPES = Set.of(EntraOidcIdentityProviderFactory.PROVIDER_ID,
-            FreshOidcIdentityProviderFactory.PROVIDER_ID);
 
     private final KeycloakSession session;
 
@@ -134,7 +131,7 @@ public class FreshTokenResource implements RealmResourceProvider {
 
     private FreshTokenIdentityProvider provider(String alias) {
         IdentityProviderModel model = session.identityProviders().getByAlias(alias);
-        if (model == null || !OUR_TYPES.contains(model.getProviderId()) || !model.isEnabled()) {
+        if (model == null || !AbstractFreshTokenFactory.PROVIDER_IDS.contains(model.getProviderId()) || !model.isEnabled()) {
             return null;
         }
         IdentityProviderFactory<?> factory = (IdentityProviderFactory<?>) session.getKeycloakSessionFactory()

@@ -4,7 +4,6 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 
 import jakarta.ws.rs.GET;
 import jakarta.ws.rs.POST;
@@ -41,8 +40,6 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
 public class StorageAdminResource {
 
     private static final Logger LOG = Logger.getLogger("dev.freshtoken.keycloak");
-    private static final Set<String> OUR_TYPES = Set.of(EntraOidcIdentityProviderFactory.PROVIDER_ID,
-            FreshOidcIdentityProviderFactory.PROVIDER_ID);
     private static final String PREFIX = "ftk1.";
 
     private final KeycloakSession session;
@@ -138,12 +135,12 @@ public class StorageAdminResource {
         Map<String, Object> perIdp = new LinkedHashMap<>();
         for (IdentityProviderModel idp : identityProviders(realmId)) {
             String alias = idp.getAlias();
-            if (!decrypt && !OUR_TYPES.contains(idp.getProviderId())) {
+            if (!decrypt && !AbstractFreshTokenFactory.PROVIDER_IDS.contains(idp.getProviderId())) {
                 continue; // stock providers cannot read encrypted rows
             }
             Map<String, Integer> counts = new LinkedHashMap<>();
             for (String userId : linkedUsers(realmId, alias)) {
-                String lockKey = "fresh-token:lock:" + realmId + ":" + userId + ":" + alias;
+                String lockKey = TokenService.lockKey(realmId, userId, alias);
                 String outcome;
                 if (!locks.putIfAbsent(lockKey, TokenService.LOCK_TTL_S)) {
                     outcome = "busy";

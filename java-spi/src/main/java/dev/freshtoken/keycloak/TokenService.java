@@ -208,10 +208,18 @@ final class TokenService {
         return refreshSingleFlight(realm.getId(), user.getId(), endpoint, method);
     }
 
+    /**
+     * The cluster-wide refresh lock of (realm, user, IdP) in Keycloak's single-use store; the admin
+     * clear and the storage conversion take the same lock so they never race a refresh.
+     */
+    static String lockKey(String realmId, String userId, String alias) {
+        return "fresh-token:lock:" + realmId + ":" + userId + ":" + alias;
+    }
+
     /** Exactly one refresh per (realm, user, IdP) at a time, across the cluster. */
     private Outcome refreshSingleFlight(String realmId, String userId, Endpoint endpoint, String method) {
         String alias = config.getAlias();
-        String lockKey = "fresh-token:lock:" + realmId + ":" + userId + ":" + alias;
+        String lockKey = lockKey(realmId, userId, alias);
         String failureKey = "fresh-token:failed:" + realmId + ":" + userId + ":" + alias;
         SingleUseObjectProvider locks = session.singleUseObjects();
         long waitUntil = System.currentTimeMillis() + (LOCK_TTL_S + 5) * 1000L;
