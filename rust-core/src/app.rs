@@ -1,7 +1,8 @@
 //! App-only tokens (`client_credentials`), cached in process memory.
 //!
 //! One cache per process, keyed by (token URL, client id, scope, SHA-256 fingerprint of
-//! the client credential); the secret itself is never a key nor printed. Concurrent calls
+//! the client credential and the IdP's realm id and internal id); the secret or key
+//! itself is never a key nor printed. Concurrent calls
 //! for one key wait for the request in flight (single flight, bounded by the deadline).
 //! A 429/503 answer leaves a "not before" instant: calls inside that window are answered
 //! `retry_later` without asking the IdP.
@@ -29,7 +30,7 @@ struct Key {
     token_url: String,
     client_id: String,
     scope: String,
-    /// SHA-256 of the client authentication method and credential.
+    /// SHA-256 of the client authentication method, credential, realm id and IdP id.
     credential: [u8; 32],
 }
 
@@ -70,8 +71,20 @@ pub fn credential_fingerprint(parts: &[&str]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Everything that authenticates the request (method, secret, or key + certificate +
+/// algorithm of `private_key_jwt`) and the IdP's identity (realm id, IdP internal id).
+/// Only hashed, never kept or printed.
 fn credential_parts(idp: &IdpConfig) -> Vec<&str> {
-    vec![idp.client_auth.as_deref().unwrap_or("").trim(), idp.secret().map_or("", |s| s.expose())]
+    let a = idp.assertion.as_ref();
+    vec![
+        idp.client_auth.as_deref().unwrap_or("").trim(),
+        idp.secret().map_or("", |s| s.expose()),
+        a.map_or("", |a| a.key_pem.expose()),
+        a.map_or("", |a| a.cert_pem.as_str()),
+        a.and_then(|a| a.alg.as_deref()).unwrap_or(""),
+        idp.realm_id.as_deref().unwrap_or(""),
+        idp.idp_id.as_deref().unwrap_or(""),
+    ]
 }
 
 /// Makes room for one more key: drops keys not in flight whose token is unusable and that
@@ -340,6 +353,21 @@ mod tests {
         let c = credential_fingerprint(&["client_secret_basic", "s1"]);
         let d = credential_fingerprint(&["client_secret_posts", "1"]);
         assert!(a != b && a != c && a != d);
+    }
+
+    fn pkjwt_idp(key_pem: &str, realm_id: &str, idp_id: &str) -> IdpConfig {
+        serde_json::from_value(serde_json::json!({"token_url":"https://login.example/t/oauth2/v2.0/token",
+            "client_id":"same-app","client_auth":"private_key_jwt","realm_id":realm_id,"idp_id":idp_id,
+            "assertion":{"key_pem":key_pem,"cert_pem":"CERT","alg":"PS256"}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn cache_keys_differ_when_only_the_key_pem_or_realm_or_idp_differs() {
+        let base = credential_fingerprint(&credential_parts(&pkjwt_idp("KEY-A", "realm-a", "idp-a")));
+        for other in [pkjwt_idp("KEY-B", "realm-a", "idp-a"), pkjwt_idp("KEY-A", "realm-b", "idp-a"), pkjwt_idp("KEY-A", "realm-a", "idp-b")] {
+            assert_ne!(base, credential_fingerprint(&credential_parts(&other)), "{:?}", other.assertion.as_ref().map(|a| &a.alg));
+        }
     }
 
     #[test]

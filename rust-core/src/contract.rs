@@ -189,6 +189,12 @@ pub struct IdpConfig {
     /// Key and certificate for `client_auth: private_key_jwt` (contract 1 addition).
     #[serde(default)]
     pub assertion: Option<crate::assertion::AssertionConfig>,
+    /// Keycloak realm id of the IdP; part of the `app_token` cache key (contract 1 addition).
+    #[serde(default)]
+    pub realm_id: Option<String>,
+    /// Keycloak internal id of the IdP; part of the `app_token` cache key (contract 1 addition).
+    #[serde(default)]
+    pub idp_id: Option<String>,
 }
 
 fn positive<T: PartialOrd + Default + Copy>(v: Option<T>, default: T) -> T {

@@ -539,6 +539,9 @@ final class TokenService {
         idp.put("token_url", config.getTokenUrl());
         idp.put("client_id", config.getClientId());
         idp.put("client_auth", method == null ? "client_secret_post" : method);
+        RealmModel ctxRealm = session.getContext().getRealm();
+        idp.put("realm_id", ctxRealm == null ? "" : ctxRealm.getId()); // app_token cache key
+        idp.put("idp_id", config.getInternalId() == null ? "" : config.getInternalId());
         if ("private_key_jwt".equals(method)) {
             idp.set("assertion", Assertions.forIdp(session, config));
         } else {
