@@ -75,8 +75,8 @@ def test_app_only_token_lists_users_at_graph_and_is_cached(admin, realm, mock_en
     users = requests.get(f"{graph.base_url}/v1.0/users", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert users.status_code == 200, users.text
     assert len(users.json()["value"]) >= 2
-    # The node's app-token cache is keyed by token endpoint, client, scope and credential, not by
-    # realm: an earlier test with the same app registration may already have filled it.
+    # The node's app-token cache is keyed by token endpoint, client, scope, credential, realm and
+    # IdP: the first call of this realm fetches, unless a retry of this test already filled it.
     after_first = mock_entra.stats()["by_grant"].get("client_credentials", 0)
     assert after_first in (before, before + 1)
     assert token in mock_entra.issued()["access_tokens"]
