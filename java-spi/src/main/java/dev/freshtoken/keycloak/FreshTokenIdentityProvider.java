@@ -96,6 +96,66 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
     }
 
     /**
+     * Every path of Keycloak that accepts a token signed by this IdP checks its signature here:
+     * the login's ID token (validateToken), external-to-internal token exchange
+     * ({@code subject_issuer=<alias>}: validateJwt, and JWT access tokens on the userinfo path),
+     * on 26.4 federated client authentication (client assertions). A multi-tenant Entra IdP
+     * (tenant common/organizations) has no issuer Keycloak could compare, so any Entra tenant's
+     * token would pass: the tenant check of {@link #getFederatedIdentity} is applied here as well.
+     */
+    @Override
+    protected boolean verify(org.keycloak.jose.jws.JWSInput jws) {
+        return super.verify(jws) && tenantAccepted(jws);
+    }
+
+    /**
+     * From 26.5 the client-assertion path (FederatedJWTClientAuthenticator) and the JWT
+     * authorization grant call this directly, not {@link #verify}. Absent (never called) on 26.4.
+     */
+    @Override
+    protected boolean verifySignature(org.keycloak.jose.jws.JWSInput jws) {
+        return super.verifySignature(jws) && tenantAccepted(jws);
+    }
+
+    /**
+     * For a multi-tenant Entra IdP: the token's {@code tid} must be on the allow-list and its
+     * issuer the one Entra forms for that tenant. Logs why a token is refused (tenant ID and
+     * IdP only, never the token); other IdPs accept every token here.
+     */
+    boolean tenantAccepted(org.keycloak.jose.jws.JWSInput jws) {
+        if (!(freshConfig instanceof EntraConfig entra) || !entra.isMultiTenant()) {
+            return true;
+        }
+        String reason = tenantRefusal(entra, jws);
+        if (reason != null) {
+            org.jboss.logging.Logger.getLogger("dev.freshtoken.keycloak").warnf(
+                    "fresh-token: IdP '%s': a token was refused: %s", getConfig().getAlias(), reason);
+            return false;
+        }
+        return true;
+    }
+
+    private static String tenantRefusal(EntraConfig entra, org.keycloak.jose.jws.JWSInput jws) {
+        org.keycloak.representations.JsonWebToken token;
+        try {
+            token = jws.readJsonContent(org.keycloak.representations.JsonWebToken.class);
+        } catch (RuntimeException | org.keycloak.jose.jws.JWSInputException e) {
+            return "its claims cannot be read";
+        }
+        Object tid = token == null ? null : token.getOtherClaims().get("tid");
+        if (!(tid instanceof String t) || t.isBlank()) {
+            return "it carries no tenant ID (tid)";
+        }
+        if (!entra.issuerFor(t).equals(token.getIssuer())) {
+            return "its issuer does not match its tenant " + t;
+        }
+        if (!entra.tenantAllowed(t)) {
+            return "tenant " + t + " is not on the IdP's allowed tenants";
+        }
+        return null;
+    }
+
+    /**
      * Encryption at rest at login: Keycloak calls this before it builds the federated-identity
      * row from {@code context.getToken()} (and before the first-broker-login flow serialises the
      * context), so the token is sealed before anything is written (IdentityBrokerService#authenticated,
