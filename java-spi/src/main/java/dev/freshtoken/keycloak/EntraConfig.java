@@ -70,6 +70,39 @@ public class EntraConfig extends FreshTokenConfig {
         return false;
     }
 
+    /**
+     * Why a token signed by this (multi-tenant) IdP is refused, or null: its {@code tid} must be
+     * on the allow-list and its issuer the one Entra forms for that tenant. Only tenant IDs go
+     * into the reason, never token content otherwise.
+     */
+    public String tenantRefusal(byte[] payload) {
+        com.fasterxml.jackson.databind.JsonNode token;
+        try {
+            token = new com.fasterxml.jackson.databind.ObjectMapper().readTree(payload);
+        } catch (java.io.IOException | RuntimeException e) {
+            return "its claims cannot be read";
+        }
+        if (token == null || !token.isObject()) {
+            return "its claims cannot be read";
+        }
+        com.fasterxml.jackson.databind.JsonNode tid = token.get("tid");
+        com.fasterxml.jackson.databind.JsonNode iss = token.get("iss");
+        if (tid == null || !tid.isTextual() || tid.asText().isBlank()) {
+            return "it carries no tenant ID (tid)";
+        }
+        String t = tid.asText();
+        if (!GUID.matcher(t).matches()) {
+            return "its tenant ID is not a GUID";
+        }
+        if (iss == null || !iss.isTextual() || !issuerFor(t).equals(iss.asText())) {
+            return "its issuer does not match its tenant " + t;
+        }
+        if (!tenantAllowed(t)) {
+            return "tenant " + t + " is not on the IdP's allowed tenants";
+        }
+        return null;
+    }
+
     /** The issuer Entra forms for a tenant: {authority host}/{tenant ID}/v2.0. */
     public String issuerFor(String tid) {
         return authorityHost() + "/" + tid.toLowerCase(Locale.ROOT) + "/v2.0";

@@ -126,33 +126,13 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
         if (!(freshConfig instanceof EntraConfig entra) || !entra.isMultiTenant()) {
             return true;
         }
-        String reason = tenantRefusal(entra, jws);
+        String reason = entra.tenantRefusal(jws.getContent());
         if (reason != null) {
             org.jboss.logging.Logger.getLogger("dev.freshtoken.keycloak").warnf(
                     "fresh-token: IdP '%s': a token was refused: %s", getConfig().getAlias(), reason);
             return false;
         }
         return true;
-    }
-
-    private static String tenantRefusal(EntraConfig entra, org.keycloak.jose.jws.JWSInput jws) {
-        org.keycloak.representations.JsonWebToken token;
-        try {
-            token = jws.readJsonContent(org.keycloak.representations.JsonWebToken.class);
-        } catch (RuntimeException | org.keycloak.jose.jws.JWSInputException e) {
-            return "its claims cannot be read";
-        }
-        Object tid = token == null ? null : token.getOtherClaims().get("tid");
-        if (!(tid instanceof String t) || t.isBlank()) {
-            return "it carries no tenant ID (tid)";
-        }
-        if (!entra.issuerFor(t).equals(token.getIssuer())) {
-            return "its issuer does not match its tenant " + t;
-        }
-        if (!entra.tenantAllowed(t)) {
-            return "tenant " + t + " is not on the IdP's allowed tenants";
-        }
-        return null;
     }
 
     /**
