@@ -281,7 +281,9 @@ fn fetch(
     let grant = [("grant_type", "client_credentials")];
     let failed = |answer| Fetched::Failed { answer: Box::new(answer), not_before: None };
     let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, diag, || crate::grant::token_request(creds, &idp.token_url, &grant, Some(scope))) {
+        match exchange(idp, crate::retrieve::Grant::Repeatable, diag, || {
+            crate::grant::token_request(creds, &idp.token_url, &grant, Some(scope))
+        }) {
             Ok(x) => x,
             Err(description) => {
                 return failed(crate::retrieve::local_misconfiguration(description, std::mem::take(diag)));
@@ -365,8 +367,17 @@ mod tests {
     #[test]
     fn cache_keys_differ_when_only_the_key_pem_or_realm_or_idp_differs() {
         let base = credential_fingerprint(&credential_parts(&pkjwt_idp("KEY-A", "realm-a", "idp-a")));
-        for other in [pkjwt_idp("KEY-B", "realm-a", "idp-a"), pkjwt_idp("KEY-A", "realm-b", "idp-a"), pkjwt_idp("KEY-A", "realm-a", "idp-b")] {
-            assert_ne!(base, credential_fingerprint(&credential_parts(&other)), "{:?}", other.assertion.as_ref().map(|a| &a.alg));
+        for other in [
+            pkjwt_idp("KEY-B", "realm-a", "idp-a"),
+            pkjwt_idp("KEY-A", "realm-b", "idp-a"),
+            pkjwt_idp("KEY-A", "realm-a", "idp-b"),
+        ] {
+            assert_ne!(
+                base,
+                credential_fingerprint(&credential_parts(&other)),
+                "{:?}",
+                other.assertion.as_ref().map(|a| &a.alg)
+            );
         }
     }
 
