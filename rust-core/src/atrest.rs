@@ -374,10 +374,7 @@ pub fn around(state: &KeyState, req: &mut Request, op: impl FnOnce(&Request) -> 
         match open(state, binding.as_ref(), req.stored.expose()) {
             Ok(plain) => req.stored = crate::secret::TokenValue::new(plain),
             Err(e) => {
-                return storage_err(
-                    e,
-                    vec!["storage: the stored token could not be opened; nothing is written".into()],
-                );
+                return storage_err(e, vec!["storage: the stored token could not be opened; nothing is written".into()]);
             }
         }
     }
