@@ -441,6 +441,7 @@ final class TokenService {
                     alias, userId, WRITE_RETRIES + 1, rootMessage(last), Kept.TTL_S);
             return answer;
         } catch (RuntimeException e) {
+            Kept.remove(session.singleUseObjects(), realmId, userId, alias); // an older kept set is spent now
             LOG.errorf("fresh-token: IdP '%s', user %s: the refreshed token set could not be stored (%s) nor kept (%s); "
                     + "the next refresh sends the old refresh token, which an IdP with strict rotation refuses "
                     + "(the user then signs in again)", alias, userId, rootMessage(last), e.getClass().getName());
