@@ -281,7 +281,9 @@ fn fetch(
     let grant = [("grant_type", "client_credentials")];
     let failed = |answer| Fetched::Failed { answer: Box::new(answer), not_before: None };
     let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, diag, || crate::grant::token_request(creds, &idp.token_url, &grant, Some(scope))) {
+        match exchange(idp, crate::retrieve::Grant::Repeatable, diag, || {
+            crate::grant::token_request(creds, &idp.token_url, &grant, Some(scope))
+        }) {
             Ok(x) => x,
             Err(description) => {
                 return failed(crate::retrieve::local_misconfiguration(description, std::mem::take(diag)));

@@ -195,6 +195,20 @@ pub struct IdpConfig {
     /// Keycloak internal id of the IdP; part of the `app_token` cache key (contract 1 addition).
     #[serde(default)]
     pub idp_id: Option<String>,
+    /// What kind of IdP this is (contract 1 addition): `entra` (refresh tokens tolerate being
+    /// sent again within their lifetime) or `oidc` (generic: strict one-time rotation
+    /// assumed). Absent or anything else: `oidc`. Decides whether a refresh that may have
+    /// been processed is retried with the same refresh token (CONTRACT.md, "Retries").
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+impl IdpConfig {
+    /// Whether the IdP accepts the same refresh token again after it may have redeemed it
+    /// (Entra: yes, within its lifetime; generic OIDC: assumed strict one-time).
+    pub fn tolerates_refresh_token_reuse(&self) -> bool {
+        self.kind.as_deref() == Some("entra")
+    }
 }
 
 fn positive<T: PartialOrd + Default + Copy>(v: Option<T>, default: T) -> T {

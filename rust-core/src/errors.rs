@@ -148,8 +148,12 @@ pub struct Failure {
 pub enum Outcome {
     /// 2xx with a usable token response (the object as the IdP sent it).
     Success(Map<String, Value>),
-    /// Worth another attempt (or `retry_later` when none is left).
-    Transient { upstream: Option<Upstream>, retry_after: Option<Duration>, reason: String },
+    /// Worth another attempt (or `retry_later` when none is left). `maybe_processed`: the
+    /// request may have reached the IdP and been acted on (read timeout, connection reset
+    /// after the request was written, 5xx); `false`: it was certainly not processed (connect
+    /// refused, DNS, connect timeout, TLS handshake, 429, an OAuth `temporarily_unavailable`
+    /// / `server_error` answer below 500). See [`crate::retry`].
+    Transient { upstream: Option<Upstream>, retry_after: Option<Duration>, reason: String, maybe_processed: bool },
     /// Final.
     Failed(Failure),
 }
@@ -158,11 +162,12 @@ impl std::fmt::Debug for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Outcome::Success(m) => write!(f, "Success({:?})", m.keys().collect::<Vec<_>>()),
-            Outcome::Transient { upstream, retry_after, reason } => f
+            Outcome::Transient { upstream, retry_after, reason, maybe_processed } => f
                 .debug_struct("Transient")
                 .field("upstream", upstream)
                 .field("retry_after", retry_after)
                 .field("reason", reason)
+                .field("maybe_processed", maybe_processed)
                 .finish(),
             Outcome::Failed(x) => write!(f, "Failed({x:?})"),
         }
@@ -173,18 +178,29 @@ fn failed(code: ErrorCode, upstream: Option<Upstream>, reason: impl Into<String>
     Outcome::Failed(Failure { code, upstream, reason: reason.into() })
 }
 
-/// Classifies a transport failure (no HTTP answer).
+/// Classifies a transport failure (no HTTP answer). A connect failure (refused, DNS,
+/// connect timeout) means the request was never written: not processed. A timeout after
+/// the connection stood, or a reset / read failure, may come after the IdP acted on it.
 pub fn classify_failure(f: &HttpFailure) -> Outcome {
     match f {
-        HttpFailure::Timeout(t) => {
-            Outcome::Transient { upstream: None, retry_after: None, reason: format!("timeout: {t}") }
-        }
-        HttpFailure::Connect(t) => {
-            Outcome::Transient { upstream: None, retry_after: None, reason: format!("connection failed: {t}") }
-        }
-        HttpFailure::Io(t) => {
-            Outcome::Transient { upstream: None, retry_after: None, reason: format!("transport: {t}") }
-        }
+        HttpFailure::Timeout(t) => Outcome::Transient {
+            upstream: None,
+            retry_after: None,
+            reason: format!("timeout (request may have been processed): {t}"),
+            maybe_processed: true,
+        },
+        HttpFailure::Connect(t) => Outcome::Transient {
+            upstream: None,
+            retry_after: None,
+            reason: format!("connection failed (request not sent): {t}"),
+            maybe_processed: false,
+        },
+        HttpFailure::Io(t) => Outcome::Transient {
+            upstream: None,
+            retry_after: None,
+            reason: format!("transport (request may have been processed): {t}"),
+            maybe_processed: true,
+        },
         HttpFailure::Tls(t) => failed(ErrorCode::IdpMisconfigured, None, format!("TLS failure: {t}")),
         HttpFailure::InvalidUrl(t) => failed(ErrorCode::IdpMisconfigured, None, format!("unusable token URL: {t}")),
     }
@@ -212,6 +228,7 @@ pub fn classify_response(resp: &HttpResponse, now: SystemTime) -> Outcome {
                 upstream: Some(bare),
                 retry_after,
                 reason: format!("upstream {status} (body over size cap)"),
+                maybe_processed: status >= 500,
             };
         }
         Body::TooLarge => {
@@ -223,7 +240,13 @@ pub fn classify_response(resp: &HttpResponse, now: SystemTime) -> Outcome {
 
     if transient_status {
         let upstream = Some(oauth.unwrap_or(bare));
-        return Outcome::Transient { upstream, retry_after, reason: format!("upstream {status}") };
+        // 429 is a refusal before processing; a 5xx may come after the IdP acted on it.
+        return Outcome::Transient {
+            upstream,
+            retry_after,
+            reason: format!("upstream {status}"),
+            maybe_processed: status >= 500,
+        };
     }
     if (200..300).contains(&status) {
         if let Some(obj) = &object {
@@ -255,6 +278,8 @@ pub fn classify_oauth(up: Upstream, retry_after: Option<Duration>) -> Outcome {
             upstream: Some(up),
             retry_after,
             reason: format!("upstream {status} {error}{codes}"),
+            // An OAuth error answer below 500 says the grant was not carried out.
+            maybe_processed: status >= 500,
         };
     }
     let hinted = up.error_codes.iter().find_map(|c| aadsts_hint(*c));
@@ -583,6 +608,31 @@ mod tests {
         assert!(matches!(classify_failure(&HttpFailure::Io("i".into())), Outcome::Transient { .. }));
         assert_eq!(code_of(&classify_failure(&HttpFailure::Tls("x".into()))), Some(ErrorCode::IdpMisconfigured));
         assert_eq!(code_of(&classify_failure(&HttpFailure::InvalidUrl("x".into()))), Some(ErrorCode::IdpMisconfigured));
+    }
+
+    fn maybe_processed(o: &Outcome) -> Option<bool> {
+        match o {
+            Outcome::Transient { maybe_processed, .. } => Some(*maybe_processed),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn connect_failures_are_not_sent_timeouts_resets_and_5xx_may_have_been_processed() {
+        assert_eq!(maybe_processed(&classify_failure(&HttpFailure::Connect("refused".into()))), Some(false));
+        assert_eq!(maybe_processed(&classify_failure(&HttpFailure::Timeout("read".into()))), Some(true));
+        assert_eq!(maybe_processed(&classify_failure(&HttpFailure::Io("reset".into()))), Some(true));
+        for status in [500u16, 502, 503, 504] {
+            assert_eq!(
+                maybe_processed(&classify_response(&resp(status, "busy"), SystemTime::now())),
+                Some(true),
+                "{status}"
+            );
+        }
+        assert_eq!(maybe_processed(&classify_response(&resp(429, "slow down"), SystemTime::now())), Some(false));
+        let unavailable = r#"{"error":"temporarily_unavailable","error_description":"try later"}"#;
+        assert_eq!(maybe_processed(&classify_response(&resp(400, unavailable), SystemTime::now())), Some(false));
+        assert_eq!(maybe_processed(&classify_response(&resp(503, unavailable), SystemTime::now())), Some(true));
     }
 
     #[test]

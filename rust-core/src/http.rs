@@ -116,9 +116,13 @@ pub enum Body {
 }
 
 /// Why no HTTP answer arrived. The text is the transport's own words (no request data).
+/// `Connect`, `Tls` and `InvalidUrl`: the request was not sent. `Timeout` (after the
+/// connection stood) and `Io`: it may have been processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpFailure {
+    /// The connection stood, the answer did not come in time.
     Timeout(String),
+    /// No connection: refused, DNS, connect timeout, proxy CONNECT failure.
     Connect(String),
     Tls(String),
     /// The URL is unusable (not http/https, malformed).
@@ -266,14 +270,17 @@ fn classify_io(e: &std::io::Error) -> HttpFailure {
     if is_timeout { HttpFailure::Timeout(text) } else { HttpFailure::Io(text) }
 }
 
+/// Connect failures (refused, DNS, connect timeout, TLS handshake) are checked first: the
+/// request was never written, so they are "not sent" even when they are also timeouts.
+/// Everything after the connection stood (a timeout, a reset) may follow the IdP's work.
 fn classify_reqwest(e: &reqwest::Error) -> HttpFailure {
     let text = chain(e);
-    if e.is_timeout() {
-        HttpFailure::Timeout(text)
-    } else if e.is_builder() {
+    if e.is_builder() {
         HttpFailure::InvalidUrl(text)
     } else if e.is_connect() {
         if looks_like_tls(e) { HttpFailure::Tls(text) } else { HttpFailure::Connect(text) }
+    } else if e.is_timeout() {
+        HttpFailure::Timeout(text)
     } else {
         HttpFailure::Io(text)
     }
@@ -361,6 +368,65 @@ mod tests {
             proxy_url: Some("http://u:PROXY-PASS@p:3128"),
         };
         assert!(!format!("{t:?}").contains("PROXY-PASS"));
+    }
+
+    fn post(url: &str, timeout_ms: u64) -> Result<HttpResponse, HttpFailure> {
+        let t = Transport { connect_timeout: Duration::from_millis(500), ca_file: None, proxy_url: Some("") };
+        let req = crate::grant::TokenRequest {
+            body: crate::secret::SecretValue::new("grant_type=refresh_token&refresh_token=RT-SAMPLE-http-1"),
+            authorization: None,
+        };
+        post_form(
+            &client(&t).unwrap(),
+            url,
+            &req,
+            Limits { timeout: Duration::from_millis(timeout_ms), max_body_bytes: 1024 },
+        )
+    }
+
+    /// A server that reads the request head and body, then answers with `then`.
+    fn one_shot(then: fn(std::net::TcpStream)) -> String {
+        use std::io::Read as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !String::from_utf8_lossy(&seen).contains("RT-SAMPLE-http-1") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                then(s);
+            }
+        });
+        format!("http://{addr}/token")
+    }
+
+    #[test]
+    fn connect_refused_is_a_connect_failure_request_not_sent() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let e = post(&format!("http://127.0.0.1:{port}/token"), 2000).unwrap_err();
+        assert!(matches!(e, HttpFailure::Connect(_)), "{e:?}");
+    }
+
+    #[test]
+    fn connection_closed_after_the_request_was_read_is_io_maybe_processed() {
+        let url = one_shot(drop);
+        let e = post(&url, 2000).unwrap_err();
+        assert!(matches!(e, HttpFailure::Io(_)), "{e:?}");
+    }
+
+    #[test]
+    fn no_answer_after_the_request_was_read_is_a_timeout_maybe_processed() {
+        let url = one_shot(|s| {
+            std::thread::sleep(Duration::from_millis(1500));
+            drop(s);
+        });
+        let e = post(&url, 300).unwrap_err();
+        assert!(matches!(e, HttpFailure::Timeout(_)), "{e:?}");
     }
 
     proptest! {

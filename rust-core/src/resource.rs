@@ -197,10 +197,11 @@ fn refresh(
         Err(e) => return Err(crate::retrieve::credentials_error(e, take(diag))),
     };
     let make = || crate::grant::refresh_request(&creds, &idp.token_url, rt, Some(refresh_scope));
-    let Exchanged { finished, upstream_ms, last_status } = match exchange(idp, diag, make) {
-        Ok(x) => x,
-        Err(description) => return Err(local_misconfiguration(description, take(diag))),
-    };
+    let Exchanged { finished, upstream_ms, last_status } =
+        match exchange(idp, crate::retrieve::Grant::RefreshToken, diag, make) {
+            Ok(x) => x,
+            Err(description) => return Err(local_misconfiguration(description, take(diag))),
+        };
     let still_valid = current.and_then(entry_expiry).is_some_and(|e| e > req.now);
     match finished {
         Finished::Success { body, attempts } => {
@@ -489,7 +490,9 @@ fn obo_exchange(
     let grant = obo_grant(mode, user_token);
     let scope = obo.scope.trim();
     let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, &mut diag, || crate::grant::token_request(&creds, &idp.token_url, &grant, Some(scope))) {
+        match exchange(idp, crate::retrieve::Grant::Repeatable, &mut diag, || {
+            crate::grant::token_request(&creds, &idp.token_url, &grant, Some(scope))
+        }) {
             Ok(x) => x,
             Err(description) => return with_store(local_misconfiguration(description, diag), changed),
         };

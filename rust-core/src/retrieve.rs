@@ -172,7 +172,7 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
         Err(e) => return credentials_error(e, diag),
     };
     let make = || refresh_request(&creds, &idp.token_url, rt, idp.scope());
-    let Exchanged { finished, upstream_ms, last_status } = match exchange(idp, &mut diag, make) {
+    let Exchanged { finished, upstream_ms, last_status } = match exchange(idp, Grant::RefreshToken, &mut diag, make) {
         Ok(x) => x,
         Err(description) => return local_misconfiguration(description, diag),
     };
@@ -247,19 +247,29 @@ pub(crate) struct Exchanged {
     pub last_status: Option<u16>,
 }
 
+/// Whether the grant spends a one-time credential: a `refresh_token` grant at an IdP with
+/// strict rotation must not be sent twice when the first attempt may have been processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Grant {
+    RefreshToken,
+    /// client_credentials, jwt-bearer (on-behalf-of), token exchange: nothing is spent.
+    Repeatable,
+}
+
 /// POSTs `make()`'s request (built anew for every attempt) to `idp.token_url` with the
-/// retry policy of `idp`. `Err` is the description of a local configuration problem
+/// retry policy of `idp` and `grant`. `Err` is the description of a local configuration problem
 /// (CA file, proxy URL) found before any network call. A request that cannot be built
 /// ends the attempts as `idp_misconfigured`.
 pub(crate) fn exchange(
     idp: &IdpConfig,
+    grant: Grant,
     diag: &mut Vec<String>,
     mut make: impl FnMut() -> Result<TokenRequest, String>,
 ) -> Result<Exchanged, String> {
     let client = crate::http::client(&idp.transport()).map_err(|e| e.0)?;
     let started = Instant::now();
     let mut last_status = None;
-    let finished = crate::retry::run(retry_policy(idp), diag, |timeout| {
+    let finished = crate::retry::run(retry_policy(idp, grant), diag, |timeout| {
         let token_request = match make() {
             Ok(r) => r,
             Err(why) => {
@@ -322,12 +332,13 @@ fn serve_still_valid(
     })
 }
 
-fn retry_policy(idp: &IdpConfig) -> RetryPolicy {
+fn retry_policy(idp: &IdpConfig, grant: Grant) -> RetryPolicy {
     RetryPolicy {
         max_attempts: idp.max_attempts(),
         deadline: Duration::from_millis(idp.deadline_ms()),
         timeout: Duration::from_millis(idp.timeout_ms()),
         backoff_base: BACKOFF_BASE,
+        repeat_maybe_processed: grant == Grant::Repeatable || idp.tolerates_refresh_token_reuse(),
     }
 }
 
@@ -522,9 +533,12 @@ mod tests {
     #[test]
     fn merge_records_when_it_refreshed_and_the_app_never_sees_it() {
         let prev = stored(json!({"access_token":"old","refresh_token":"rt","fresh_token_refreshed_at": NOW - 500}));
-        let m = merge(&prev, obj(json!({"access_token":"new","expires_in":3600,"fresh_token_refreshed_at": 1})), NOW, 300);
+        let m =
+            merge(&prev, obj(json!({"access_token":"new","expires_in":3600,"fresh_token_refreshed_at": 1})), NOW, 300);
         assert_eq!(m[crate::inspect::REFRESHED_AT], json!(NOW));
-        assert!(app_response(&m, Some(NOW + 3600), NOW, &Policy::default()).get(crate::inspect::REFRESHED_AT).is_none());
+        assert!(
+            app_response(&m, Some(NOW + 3600), NOW, &Policy::default()).get(crate::inspect::REFRESHED_AT).is_none()
+        );
     }
 
     #[test]

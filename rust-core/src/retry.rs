@@ -22,6 +22,12 @@ pub struct RetryPolicy {
     /// Per-attempt total timeout (cut to what is left of the deadline).
     pub timeout: Duration,
     pub backoff_base: Duration,
+    /// Whether a request that may already have been processed by the IdP (read timeout,
+    /// reset after send, 5xx) may be sent again. `false` for a `refresh_token` grant at an
+    /// IdP with strict one-time rotation: sending the same refresh token twice would be
+    /// reuse (the IdP revokes the family). Requests that were certainly not processed
+    /// (connect failure, 429, OAuth `temporarily_unavailable`) are retried either way.
+    pub repeat_maybe_processed: bool,
 }
 
 /// How the attempts ended.
@@ -85,7 +91,7 @@ pub fn run(policy: RetryPolicy, diag: &mut Vec<String>, mut attempt: impl FnMut(
         match attempt(policy.timeout.min(left).max(Duration::from_millis(1))) {
             Outcome::Success(body) => return Finished::Success { body, attempts: n },
             Outcome::Failed(f) => return Finished::Failed(f),
-            Outcome::Transient { upstream, retry_after, reason } => {
+            Outcome::Transient { upstream, retry_after, reason, maybe_processed } => {
                 let give_up = |why: &str, diag: &mut Vec<String>| {
                     let retry_after_s = ceil_secs(retry_after.unwrap_or(DEFAULT_RETRY_AFTER));
                     diag.push(format!("attempt {n}/{max}: {reason}; {why}, retry after {retry_after_s} s"));
@@ -93,6 +99,9 @@ pub fn run(policy: RetryPolicy, diag: &mut Vec<String>, mut attempt: impl FnMut(
                 };
                 if n >= max {
                     return give_up("no attempts left", diag);
+                }
+                if maybe_processed && !policy.repeat_maybe_processed {
+                    return give_up("not repeated: the IdP may have redeemed the one-time refresh token", diag);
                 }
                 let wait = retry_after.unwrap_or_else(|| backoff(n, policy.backoff_base));
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -122,11 +131,71 @@ mod tests {
             deadline: Duration::from_millis(deadline_ms),
             timeout: Duration::from_millis(1000),
             backoff_base: Duration::from_millis(1),
+            repeat_maybe_processed: true,
         }
     }
 
     fn transient(retry_after: Option<Duration>) -> Outcome {
-        Outcome::Transient { upstream: None, retry_after, reason: "upstream 503".into() }
+        Outcome::Transient { upstream: None, retry_after, reason: "upstream 503".into(), maybe_processed: true }
+    }
+
+    fn not_sent() -> Outcome {
+        Outcome::Transient {
+            upstream: None,
+            retry_after: None,
+            reason: "connect refused".into(),
+            maybe_processed: false,
+        }
+    }
+
+    #[test]
+    fn maybe_processed_failure_is_not_repeated_when_the_policy_forbids_it() {
+        let mut calls = 0;
+        let mut p = policy(3, 5000);
+        p.repeat_maybe_processed = false;
+        let mut diag = vec![];
+        let f = run(p, &mut diag, |_| {
+            calls += 1;
+            transient(None)
+        });
+        assert_eq!(calls, 1);
+        assert!(matches!(f, Finished::RetryLater { attempts: 1, .. }));
+        assert!(diag[0].contains("not repeated"), "{diag:?}");
+    }
+
+    #[test]
+    fn not_sent_failure_is_retried_even_when_maybe_processed_ones_are_not() {
+        let mut calls = 0;
+        let mut p = policy(3, 5000);
+        p.repeat_maybe_processed = false;
+        let f = run(p, &mut vec![], |_| {
+            calls += 1;
+            if calls < 3 { not_sent() } else { Outcome::Success(Map::new()) }
+        });
+        assert_eq!(calls, 3);
+        assert!(matches!(f, Finished::Success { attempts: 3, .. }));
+    }
+
+    #[test]
+    fn not_sent_then_maybe_processed_stops_at_the_maybe_processed_one() {
+        let mut calls = 0;
+        let mut p = policy(5, 5000);
+        p.repeat_maybe_processed = false;
+        run(p, &mut vec![], |_| {
+            calls += 1;
+            if calls == 1 { not_sent() } else { transient(None) }
+        });
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn maybe_processed_failure_is_retried_when_reuse_is_tolerated() {
+        let mut calls = 0;
+        run(policy(3, 5000), &mut vec![], |_| {
+            calls += 1;
+            transient(None)
+        });
+        assert_eq!(calls, 3);
     }
 
     #[test]

@@ -30,7 +30,8 @@ fn request(server: &MockServer, idp_extra: Value) -> String {
         "timeout_ms": 2000,
         "max_body_bytes": 65536,
         "max_attempts": 3,
-        "deadline_ms": 10000
+        "deadline_ms": 10000,
+        "kind": "entra"
     });
     if let (Some(i), Some(e)) = (idp.as_object_mut(), idp_extra.as_object()) {
         for (k, v) in e {
@@ -537,4 +538,102 @@ async fn tls_failure_is_idp_misconfigured_without_retry() {
     let a = call(req).await;
     assert_eq!(a["err"]["code"], "idp_misconfigured", "{a}");
     assert!(a["err"]["diag"].to_string().contains("TLS"), "{a}");
+}
+
+/// A generic OIDC IdP (strict one-time rotation assumed): a refresh answered 5xx may have
+/// been redeemed, so the same refresh token is not sent again; the answer is retry_later
+/// and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn generic_oidc_refresh_answered_5xx_is_sent_once_and_is_retry_later_without_store() {
+    for kind in [json!("oidc"), Value::Null] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let a = call(request(&server, json!({"kind": kind}))).await;
+        assert_eq!(a["err"]["code"], "retry_later", "{a}");
+        assert!(a["err"].get("store").is_none_or(Value::is_null), "{a}");
+        assert_eq!(requests(&server).await.len(), 1, "kind {kind}");
+    }
+}
+
+/// Entra tolerates the same refresh token again within its lifetime: a 5xx is retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_refresh_answered_5xx_is_retried_with_the_same_refresh_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
+        .mount(&server)
+        .await;
+    let a = call(request(&server, json!({"kind": "entra"}))).await;
+    assert_eq!(a["ok"]["action"], "refreshed", "{a}");
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].body, sent[1].body);
+}
+
+/// A generic OIDC IdP that is not reachable (connection refused): nothing was sent, so the
+/// attempts go on as configured.
+#[tokio::test(flavor = "multi_thread")]
+async fn generic_oidc_refresh_not_sent_is_retried() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(), "policy": {},
+        "idp": {"token_url": format!("http://127.0.0.1:{port}/token"), "client_id": "c", "max_attempts": 3,
+                "deadline_ms": 5000, "kind": "oidc"}})
+    .to_string();
+    let a = call(req).await;
+    assert_eq!(a["err"]["code"], "retry_later", "{a}");
+    let diag = a["err"]["diag"].to_string();
+    assert!(diag.contains("attempt 3/3"), "{diag}");
+}
+
+/// A generic OIDC refresh whose connection is closed after the request was read: sent once.
+#[test]
+fn generic_oidc_refresh_closed_after_send_is_sent_once() {
+    use std::io::Read as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::thread::spawn(move || {
+        listener.set_nonblocking(false).unwrap();
+        let mut accepted = 0;
+        // Accept for as long as the client keeps trying (up to 2 s).
+        listener.set_nonblocking(true).unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    accepted += 1;
+                    let mut buf = [0u8; 8192];
+                    let mut got = Vec::new();
+                    while !String::from_utf8_lossy(&got).contains(OLD_RT) {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    drop(s);
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        accepted
+    });
+    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(), "policy": {},
+        "idp": {"token_url": format!("http://{addr}/token"), "client_id": "c", "max_attempts": 3,
+                "deadline_ms": 1500, "kind": "oidc"}})
+    .to_string();
+    let a: Value = serde_json::from_str(&fresh_token_core::call(&req)).unwrap();
+    assert_eq!(a["err"]["code"], "retry_later", "{a}");
+    assert_eq!(seen.join().unwrap(), 1);
 }

@@ -63,3 +63,34 @@ def h2_federated_identities(kc_home: Path, user: str, password: str) -> dict[tup
                         "-sql", sql], check=True, capture_output=True, timeout=120)
         with out.open(newline="", encoding="utf-8") as f:
             return {(r["IDENTITY_PROVIDER"], r["FEDERATED_USER_ID"]): r["TOKEN"] or "" for r in csv.DictReader(f)}
+
+
+def h2_auto_server_url(kc_home: Path) -> str:
+    """The dev-mode H2 database opened in H2's auto-server mode: Keycloak (the first process)
+    serves it over loopback TCP, so a test can run SQL against it while Keycloak runs."""
+    return f"jdbc:h2:file:{kc_home / 'data' / 'h2' / 'keycloakdb'};NON_KEYWORDS=VALUE;AUTO_SERVER=TRUE"
+
+
+def h2_sql(kc_home: Path, user: str, password: str, sql: str) -> str:
+    """Runs `sql` against the running Keycloak's H2 database (started with h2_auto_server_url)
+    with the H2 jar of the distribution itself; returns the shell's output."""
+    jars = sorted((kc_home / "lib" / "lib" / "main").glob("com.h2database.h2-*.jar"))
+    assert jars, f"no H2 jar under {kc_home}"
+    out = subprocess.run(["java", "-cp", str(jars[-1]), "org.h2.tools.Shell", "-url", h2_auto_server_url(kc_home),
+                          "-user", user, "-password", password, "-sql", sql],
+                         check=True, capture_output=True, text=True, timeout=120)
+    return out.stdout
+
+
+def h2_live_token(kc_home: Path, user: str, password: str, kc_user_id: str, alias: str) -> str:
+    """The TOKEN column of one federated-identity row, read while Keycloak runs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.csv"
+        Path(tmp).chmod(0o777)  # written by the H2 server (the Keycloak process)
+        sql = (f"CALL CSVWRITE('{out}', 'SELECT TOKEN FROM FEDERATED_IDENTITY WHERE USER_ID = ''{kc_user_id}'' "
+               f"AND IDENTITY_PROVIDER = ''{alias}''', 'charset=UTF-8')")
+        h2_sql(kc_home, user, password, sql)
+        with out.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 1, rows
+        return rows[0]["TOKEN"] or ""

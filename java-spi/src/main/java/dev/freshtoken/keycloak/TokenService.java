@@ -251,7 +251,7 @@ final class TokenService {
             sleep(POLL_MS);
             String current;
             try {
-                current = readStoredToken(realmId, userId);
+                current = Kept.effective(locks, realmId, userId, alias, readStoredToken(realmId, userId));
             } catch (RuntimeException e) {
                 return storageUnavailable(e);
             }
@@ -321,9 +321,13 @@ final class TokenService {
      */
     private Held refreshUnderRowLock(String realmId, String userId, Endpoint endpoint, String method) {
         String alias = config.getAlias();
+        SingleUseObjectProvider store = session.singleUseObjects();
+        Map<String, String> kept = Kept.get(store, realmId, userId, alias);
         Answer[] got = new Answer[1];
         String[] row = new String[1];
-        boolean[] stored = new boolean[1];
+        String[] dbRow = new String[1];
+        String[] toWrite = new String[1];
+        String[] link = new String[2];
         try {
             KeycloakModelUtils.runJobInTransaction(session.getKeycloakSessionFactory(), s -> {
                 RealmModel r = s.realms().getRealm(realmId);
@@ -335,13 +339,21 @@ final class TokenService {
                 if (locked == null || locked.token() == null || locked.token().isBlank()) {
                     return;
                 }
-                row[0] = fingerprint(locked.token());
-                Answer answer = callCore("retrieve", locked.token(), endpoint, method);
+                dbRow[0] = fingerprint(locked.token());
+                link[0] = locked.federatedUserId();
+                link[1] = locked.federatedUsername();
+                // A token set refreshed earlier whose write the database refused: newer than the
+                // row, so the refresh starts from it (its refresh token is the live one).
+                String current = Kept.matching(kept, dbRow[0]) ? kept.get(Kept.STORE) : locked.token();
+                row[0] = fingerprint(current);
+                Answer answer = callCore("retrieve", current, endpoint, method);
                 got[0] = answer;
-                if (answer.store() != null) {
+                toWrite[0] = answer.store() != null ? answer.store() : (current.equals(locked.token()) ? null : current);
+                if (toWrite[0] != null) {
                     UserModel u = s.users().getUserById(r, userId);
                     if (u == null) {
                         LOG.warnf("fresh-token: user %s vanished before the refreshed token of IdP '%s' was stored", userId, alias);
+                        toWrite[0] = null;
                         return;
                     }
                     // Keycloak's own update: writes the row we hold locked and invalidates the
@@ -352,23 +364,93 @@ final class TokenService {
                     // Keycloak's V1 token endpoint writes `identity` back at the end of its request
                     // when its token changed: a request finishing late would store an outdated
                     // token set over a newer one (a spent refresh token; seen in the cluster test).
-                    s.users().updateFederatedIdentity(r, u, new FederatedIdentityModel(alias,
-                            locked.federatedUserId(), locked.federatedUsername(), answer.store()));
-                    stored[0] = true;
+                    s.users().updateFederatedIdentity(r, u, new FederatedIdentityModel(alias, link[0], link[1], toWrite[0]));
                 }
             });
+            if (kept != null && (toWrite[0] != null || !Kept.matching(kept, dbRow[0]))) {
+                Kept.remove(store, realmId, userId, alias); // written now, or void (the row changed)
+                if (toWrite[0] != null && Kept.matching(kept, dbRow[0])) {
+                    LOG.infof("fresh-token: IdP '%s', user %s: the kept token set is stored now", alias, userId);
+                }
+            }
         } catch (RuntimeException e) {
             if (got[0] == null) {
                 return new Held(storageUnavailableAnswer(e), null);
             }
-            if (stored[0] || got[0].store() != null) {
-                LOG.errorf("fresh-token: refreshed token for IdP '%s', user %s could not be stored (%s); "
-                        + "with an IdP that rotates refresh tokens strictly the user will have to sign in again",
-                        alias, userId, e.getClass().getSimpleName());
+            if (toWrite[0] != null) {
+                // The IdP answered (or a kept set is being written) but the commit failed: the row
+                // still holds the old, possibly spent refresh token. Write again; until that lands
+                // keep the new set where the next holder and the waiters find it.
+                got[0] = persistAfterRefusal(realmId, userId, dbRow[0], toWrite[0], link, e, got[0]);
             }
         }
         return got[0] == null ? null : new Held(got[0], row[0]);
     }
+
+    /** Write attempts after the database refused the first one (each in a new transaction). */
+    static final int WRITE_RETRIES = 3;
+    static final long WRITE_BACKOFF_MS = 100;
+
+    /**
+     * The write of a refreshed token set was refused: try again a few times (short backoff,
+     * a new transaction each, the row locked and still the one we refreshed from). If none
+     * lands, keep the set (the at-rest form: sealed when encryption is on) in the cluster-wide
+     * single-use store under {@link Kept}, where the next refresh and the waiters take it
+     * instead of the stale row. Returns the caller's answer, with the {@code token_not_persisted}
+     * warning when the set could be neither stored nor kept.
+     */
+    private Answer persistAfterRefusal(String realmId, String userId, String dbRow, String value, String[] link,
+            RuntimeException first, Answer answer) {
+        String alias = config.getAlias();
+        RuntimeException last = first;
+        for (int attempt = 1; attempt <= WRITE_RETRIES; attempt++) {
+            boolean[] superseded = new boolean[1];
+            try {
+                sleep(WRITE_BACKOFF_MS << (attempt - 1));
+                KeycloakModelUtils.runJobInTransaction(session.getKeycloakSessionFactory(), s -> {
+                    RealmModel r = s.realms().getRealm(realmId);
+                    if (r == null) {
+                        superseded[0] = true;
+                        return;
+                    }
+                    s.getContext().setRealm(r);
+                    StoredRow.Row locked = StoredRow.lockAndRead(s, userId, alias);
+                    UserModel u = s.users().getUserById(r, userId);
+                    if (locked == null || u == null || locked.token() == null || value.equals(locked.token())) {
+                        superseded[0] = true; // gone, or the earlier commit did land after all
+                        return;
+                    }
+                    if (!dbRow.equals(fingerprint(locked.token()))) {
+                        superseded[0] = true; // a new sign-in (or an admin) replaced the row: it wins
+                        return;
+                    }
+                    s.users().updateFederatedIdentity(r, u, new FederatedIdentityModel(alias, link[0], link[1], value));
+                });
+                Kept.remove(session.singleUseObjects(), realmId, userId, alias);
+                LOG.infof("fresh-token: IdP '%s', user %s: the refreshed token set was stored on write attempt %d%s", alias,
+                        userId, attempt + 1, superseded[0] ? " (the row had changed meanwhile; nothing written)" : "");
+                return answer;
+            } catch (RuntimeException e) {
+                last = e;
+            }
+        }
+        try {
+            Kept.put(session.singleUseObjects(), realmId, userId, alias, dbRow, value);
+            LOG.warnf("fresh-token: IdP '%s', user %s: the database refused the refreshed token set %d times (%s); it is kept "
+                    + "in the cluster's single-use store (up to %d s) and used instead of the stale row until a write succeeds",
+                    alias, userId, WRITE_RETRIES + 1, rootMessage(last), Kept.TTL_S);
+            return answer;
+        } catch (RuntimeException e) {
+            Kept.remove(session.singleUseObjects(), realmId, userId, alias); // an older kept set is spent now
+            LOG.errorf("fresh-token: IdP '%s', user %s: the refreshed token set could not be stored (%s) nor kept (%s); "
+                    + "the next refresh sends the old refresh token, which an IdP with strict rotation refuses "
+                    + "(the user then signs in again)", alias, userId, rootMessage(last), e.getClass().getName());
+            return answer.withWarning(NOT_PERSISTED);
+        }
+    }
+
+    /** The warning code on an answer whose new token set could be neither stored nor kept (README, Concurrency and safety). */
+    static final String NOT_PERSISTED = "token_not_persisted";
 
     private Outcome storageUnavailable(RuntimeException e) {
         return respond(storageUnavailableAnswer(e));
@@ -445,6 +527,17 @@ final class TokenService {
 
         JsonNode body() {
             return ok != null ? ok : err;
+        }
+
+        /** The same answer with {@code "warning": code} in the app's token response (ok answers only). */
+        Answer withWarning(String code) {
+            if (ok instanceof ObjectNode o && o.get("response") instanceof ObjectNode response) {
+                response.put("warning", code);
+                ObjectNode root = MAPPER.createObjectNode();
+                root.set("ok", o);
+                return new Answer(o, null, root.toString());
+            }
+            return this;
         }
     }
 
@@ -542,6 +635,9 @@ final class TokenService {
         RealmModel ctxRealm = session.getContext().getRealm();
         idp.put("realm_id", ctxRealm == null ? "" : ctxRealm.getId()); // app_token cache key
         idp.put("idp_id", config.getInternalId() == null ? "" : config.getInternalId());
+        // Entra accepts a refresh token again within its lifetime; a generic IdP may rotate
+        // strictly: the core then never repeats a refresh that may have been processed.
+        idp.put("kind", config instanceof EntraConfig ? "entra" : "oidc");
         if ("private_key_jwt".equals(method)) {
             idp.set("assertion", Assertions.forIdp(session, config));
         } else {
@@ -644,7 +740,7 @@ final class TokenService {
         return new Outcome(b.build(), code);
     }
 
-    private static String fingerprint(String stored) {
+    static String fingerprint(String stored) {
         try {
             byte[] d = MessageDigest.getInstance("SHA-256").digest(stored.getBytes(StandardCharsets.UTF_8));
             return HexFormat.of().formatHex(d);
