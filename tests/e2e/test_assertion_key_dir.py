@@ -1,6 +1,7 @@
 """Key and certificate files for certificate client authentication are read only from the
-directory the server operator names (SPI option assertion-key-dir; the harness sets it to the
-test PKI folder): anything else is refused when the IdP is saved and again when the file is
+directory the server operator names (SPI option
+--spi-admin-realm-restapi-extension--fresh-token-storage--assertion-key-dir; the harness sets it
+to the test PKI folder): anything else is refused when the IdP is saved and again when the file is
 used (issue 11 item 2)."""
 from __future__ import annotations
 
