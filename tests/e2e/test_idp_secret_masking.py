@@ -87,3 +87,41 @@ def test_a_new_obo_client_secret_replaces_the_stored_one(admin, realm, mock_entr
     rep["config"]["oboClientSecret"] = ""
     admin.request("PUT", f"/{realm}/identity-provider/instances/entra", json=rep)
     assert admin.get_idp(realm, "entra")["config"].get("oboClientSecret", "") == ""
+
+
+def test_deleting_the_idp_deletes_its_stored_secret_and_a_new_idp_of_that_alias_inherits_nothing(
+        admin, realm, mock_entra: MockEntra):
+    from .conftest import entra_idp_config
+    _set_obo(admin, realm, OBO_SECRET)
+    holder = "dev.freshtoken.keycloak.IdpSecretSpi$Holder"
+    stored = admin.request("GET", f"/{realm}/components", params={"type": holder}).json()
+    assert [c["name"] for c in stored] == ["entra"] and OBO_SECRET not in json.dumps(stored), stored
+    assert OBO_SECRET not in admin.request("GET", f"/{realm}/components").text
+    admin.request("DELETE", f"/{realm}/identity-provider/instances/entra")
+    assert admin.request("GET", f"/{realm}/components", params={"type": holder}).json() == []
+    # A masked value with nothing behind it (e.g. a partial export imported) is not kept as a secret.
+    r = admin.create_idp(realm, "entra", "entra-oidc", entra_idp_config(mock_entra, oboClientId=MIDDLE_TIER,
+                                                                        oboClientSecret=MASK))
+    assert r.status_code == 201, r.text
+    assert admin.get_idp(realm, "entra")["config"].get("oboClientSecret", "") == ""
+
+
+def test_moving_the_idp_to_a_stock_type_leaves_no_secret_store_behind_and_the_plan_writes_none(
+        admin, realm, mock_entra: MockEntra):
+    holder = "dev.freshtoken.keycloak.IdpSecretSpi$Holder"
+    _set_obo(admin, realm, OBO_SECRET)
+    # The plan (a dry run) writes nothing; the move to stock oidc deletes our component, so a
+    # Keycloak without this JAR (uninstall) meets no component of an unknown type.
+    plan = admin.request("GET", f"/{realm}/fresh-token-migration/entra", params={"to": "oidc"}).json()
+    assert OBO_SECRET not in json.dumps(plan)
+    assert len(admin.request("GET", f"/{realm}/components", params={"type": holder}).json()) == 1
+    admin.request("POST", f"/{realm}/fresh-token-migration/entra", params={"to": "oidc"})
+    assert admin.request("GET", f"/{realm}/components", params={"type": holder}).json() == []
+    idp = admin.get_idp(realm, "entra")
+    assert idp["providerId"] == "oidc" and OBO_SECRET not in json.dumps(idp)
+    # A stock IdP with a plain obo secret left in its config: the plan to our type writes no component.
+    idp["config"]["oboClientSecret"] = "left-over-plain"
+    admin.request("PUT", f"/{realm}/identity-provider/instances/entra", json=idp)
+    plan = admin.request("GET", f"/{realm}/fresh-token-migration/entra", params={"to": "entra-oidc"}).json()
+    assert "left-over-plain" not in json.dumps(plan)
+    assert admin.request("GET", f"/{realm}/components", params={"type": holder}).json() == []

@@ -28,6 +28,8 @@ final class IdpSecrets {
     static final List<String> SECRET_KEYS = List.of(FreshTokenConfig.OBO_CLIENT_SECRET);
 
     private static final Pattern VAULT_VALUE = Pattern.compile("^\\$\\{vault\\.(.+?)}$");
+    /** Set while a dry run validates a config (the migration plan): mask in memory, write nothing. */
+    private static final ThreadLocal<Boolean> DRY_RUN = new ThreadLocal<>();
 
     private IdpSecrets() {
     }
@@ -47,6 +49,14 @@ final class IdpSecrets {
      */
     static void onSave(IdentityProviderModel model, RealmModel realm) {
         if (realm == null || model.getAlias() == null) {
+            return;
+        }
+        if (Boolean.TRUE.equals(DRY_RUN.get())) {
+            for (String key : SECRET_KEYS) {
+                if (isPlainSecret(model.getConfig().get(key))) {
+                    model.getConfig().put(key, MASK);
+                }
+            }
             return;
         }
         Map<String, String> config = model.getConfig();
@@ -96,6 +106,34 @@ final class IdpSecrets {
         ComponentModel stored = realm == null ? null : find(realm, model.getAlias());
         String s = stored == null ? null : stored.get(key);
         return s == null ? "" : s;
+    }
+
+    /** Runs a validation that must not write (a dry run): secrets are masked in memory only. */
+    static void withoutWrites(Runnable validation) {
+        DRY_RUN.set(Boolean.TRUE);
+        try {
+            validation.run();
+        } finally {
+            DRY_RUN.remove();
+        }
+    }
+
+    /**
+     * An IdP leaving our types (migration to a stock type, the uninstall path): its stored
+     * secrets are deleted with their masks, so no component of ours is left behind for a
+     * Keycloak without this JAR (whose component listing and partial export need the type).
+     */
+    static void forget(RealmModel realm, IdentityProviderModel model) {
+        ComponentModel stored = find(realm, model.getAlias());
+        if (stored != null) {
+            realm.removeComponent(stored);
+        }
+        for (String key : SECRET_KEYS) {
+            String v = model.getConfig().get(key);
+            if (v != null && MASK.equals(v.trim())) {
+                model.getConfig().remove(key);
+            }
+        }
     }
 
     /** Deletes the IdP's secrets with the IdP. */
