@@ -37,10 +37,15 @@ final class Assertions {
     /** A PEM key or certificate is a few KiB; anything larger is not one. */
     static final long MAX_FILE_BYTES = 1 << 20;
 
-    /** Real path of the key directory; null: key files are off. */
+    /** The placeholder for the realm's name: a directory per realm, so realms cannot name each other's keys. */
+    static final String REALM_PLACEHOLDER = "{realm}";
+
+    /** Real path of the key directory (no placeholder); null: key files are off or per realm. */
     private static volatile Path keyDir;
     /** The key directory as the operator wrote it (normalised), for the save-time check of paths through it. */
     private static volatile Path keyDirGiven;
+    /** The operator's value with {@code {realm}}; null: one directory for all realms (or off). */
+    private static volatile String keyDirTemplate;
     /** Why a configured directory cannot be used (shown in refusals); null: none. */
     private static volatile String keyDirProblem;
 
@@ -56,16 +61,29 @@ final class Assertions {
         }
     }
 
-    /** Server start (FreshTokenStorageAdminFactory#init): the operator's key directory, or none. */
+    /**
+     * Server start (FreshTokenStorageAdminFactory#init): the operator's key directory, or none.
+     * With {@code {realm}} in it (e.g. {@code /etc/keycloak/keys/{realm}}) each realm has its own.
+     */
     static void configureKeyDir(String dir) {
         keyDir = null;
         keyDirGiven = null;
+        keyDirTemplate = null;
         keyDirProblem = null;
         if (dir == null || dir.isBlank()) {
             return;
         }
+        String d = dir.trim();
         try {
-            Path p = Path.of(dir.trim());
+            if (d.contains(REALM_PLACEHOLDER)) {
+                if (!Path.of(d.replace(REALM_PLACEHOLDER, "realm")).isAbsolute()) {
+                    throw new IOException("not an absolute path");
+                }
+                keyDirTemplate = d;
+                LOG.infof("fresh-token: certificate assertion key files may be read from %s only (one directory per realm)", d);
+                return;
+            }
+            Path p = Path.of(d);
             if (!p.isAbsolute()) {
                 throw new IOException("not an absolute path");
             }
@@ -77,9 +95,9 @@ final class Assertions {
             keyDir = real;
             LOG.infof("fresh-token: certificate assertion key files may be read from %s only", real);
         } catch (IOException | RuntimeException e) {
-            keyDirProblem = "the configured key directory '" + dir.trim() + "' cannot be used (" + e.getMessage() + ")";
+            keyDirProblem = "the configured key directory '" + d + "' cannot be used (" + e.getMessage() + ")";
             LOG.errorf("fresh-token: %s=%s cannot be used (%s); certificate assertion key files are off",
-                    KEY_DIR_CLI, dir.trim(), e.getMessage());
+                    KEY_DIR_CLI, d, e.getMessage());
         }
     }
 
@@ -90,34 +108,69 @@ final class Assertions {
                 + ". Leave the key and certificate file settings empty to sign with the realm's RS256 key.";
     }
 
+    /** The realm's key directory: {real path, path as configured}; refused when off or missing. */
+    private static Path[] dirFor(String realmName, boolean atUse) {
+        String template = keyDirTemplate;
+        if (template == null) {
+            Path dir = keyDir;
+            if (dir == null) {
+                throw refusal(atUse, off());
+            }
+            return new Path[] {dir, keyDirGiven != null ? keyDirGiven : dir};
+        }
+        if (realmName == null || realmName.isEmpty() || realmName.equals(".") || realmName.equals("..")
+                || realmName.contains("/") || realmName.contains("\\") || realmName.indexOf('\0') >= 0) {
+            throw refusal(atUse, "Key files are off for this realm: its name cannot be a directory name.");
+        }
+        Path given = Path.of(template.replace(REALM_PLACEHOLDER, realmName)).normalize();
+        try {
+            Path real = given.toRealPath();
+            if (!Files.isDirectory(real)) {
+                throw new IOException("not a directory");
+            }
+            return new Path[] {real, given};
+        } catch (IOException e) {
+            throw refusal(atUse, "Key files are off for this realm: the server operator has not created its key directory ("
+                    + (atUse ? "see the server log" : given.toString()) + ").");
+        }
+    }
+
+    private static RuntimeException refusal(boolean atUse, String message) {
+        return atUse ? new KeyFileRefused(message) : new IllegalArgumentException(message);
+    }
+
     /**
      * Save time (IdentityProviderModel#validate): a key or certificate file must be an absolute
-     * path inside the operator's key directory, and, if it exists, its real path as well.
+     * path inside the operator's key directory (the realm's, with {@code {realm}}), and, if it
+     * exists, its real path as well.
      */
-    static void checkAtSave(String file, String label) {
+    static void checkAtSave(String realmName, String file, String label) {
         if (file == null || file.isBlank()) {
             return;
         }
-        Path dir = keyDir;
-        if (dir == null) {
-            throw new IllegalArgumentException(label + ": " + off());
+        Path[] dirs;
+        try {
+            dirs = dirFor(realmName, false);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(label + ": " + e.getMessage());
         }
+        Path dir = dirs[0];
+        Path given = dirs[1];
         Path p;
         try {
             p = Path.of(file.trim());
         } catch (RuntimeException e) {
             throw new IllegalArgumentException(label + " is not a valid path");
         }
-        Path given = keyDirGiven != null ? keyDirGiven : dir;
         if (!p.isAbsolute() || !(p.normalize().startsWith(dir) || p.normalize().startsWith(given))) {
             throw new IllegalArgumentException(label + " must be an absolute path of a file in the key directory set by "
-                    + "the server operator (" + dir + ")");
+                    + "the server operator (" + given + ")");
         }
         if (Files.exists(p)) {
             try {
                 if (!p.toRealPath().startsWith(dir)) {
                     throw new IllegalArgumentException(label + " resolves (through a symbolic link) to a file outside the "
-                            + "key directory set by the server operator (" + dir + ")");
+                            + "key directory set by the server operator (" + given + ")");
                 }
             } catch (IOException e) {
                 throw new IllegalArgumentException(label + " cannot be resolved: " + e.getClass().getSimpleName());
@@ -126,11 +179,8 @@ final class Assertions {
     }
 
     /** Use time: the file's real path must be a regular file inside the key directory's real path. */
-    static Path resolveAtUse(String file) {
-        Path dir = keyDir;
-        if (dir == null) {
-            throw new KeyFileRefused(off());
-        }
+    static Path resolveAtUse(String realmName, String file) {
+        Path dir = dirFor(realmName, true)[0];
         Path real;
         try {
             real = Path.of(file).toRealPath();
@@ -153,8 +203,10 @@ final class Assertions {
         a.put("alg", config.assertionAlg());
         a.put("lifetime_s", 300);
         if (!config.assertionKeyFile().isEmpty() || !config.assertionCertFile().isEmpty()) {
-            a.put("key_pem", read(config.assertionKeyFile()));
-            a.put("cert_pem", read(config.assertionCertFile()));
+            RealmModel ctx = session.getContext().getRealm();
+            String realmName = ctx == null ? null : ctx.getName();
+            a.put("key_pem", read(realmName, config.assertionKeyFile()));
+            a.put("cert_pem", read(realmName, config.assertionCertFile()));
             return a;
         }
         RealmModel realm = session.getContext().getRealm();
@@ -173,11 +225,11 @@ final class Assertions {
         return a;
     }
 
-    private static String read(String file) {
+    private static String read(String realmName, String file) {
         if (file.isEmpty()) {
             return "";
         }
-        Path real = resolveAtUse(file);
+        Path real = resolveAtUse(realmName, file);
         try {
             if (Files.size(real) > MAX_FILE_BYTES) {
                 throw new KeyFileRefused("The certificate assertion key or certificate file is larger than 1 MiB.");

@@ -219,8 +219,9 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
         checkInt(TIMEOUT_MS, 100, 120_000, "HTTP timeout");
         checkInt(MAX_ATTEMPTS, 1, 10, "Refresh attempts");
         checkInt(MAX_RESPONSE_BYTES, 4_096, 16_777_216, "Maximum IdP answer size");
-        Assertions.checkAtSave(assertionKeyFile(), "Certificate assertion: private key file");
-        Assertions.checkAtSave(assertionCertFile(), "Certificate assertion: certificate file");
+        String realmName = realm == null ? null : realm.getName();
+        Assertions.checkAtSave(realmName, assertionKeyFile(), "Certificate assertion: private key file");
+        Assertions.checkAtSave(realmName, assertionCertFile(), "Certificate assertion: certificate file");
         super.validate(realm);
         IdpSecrets.onSave(this, realm); // last: only a valid config moves its secrets
     }

@@ -67,7 +67,8 @@ public class FreshTokenStorageAdminFactory implements AdminRealmResourceProvider
                 .add()
                 .property().name(Assertions.KEY_DIR_OPTION).type("string")
                 .helpText("The only directory from which IdPs of the fresh-token types may read certificate assertion key "
-                        + "and certificate files (clientAssertionKeyFile/clientAssertionCertFile). Unset: key files are off.")
+                        + "and certificate files (clientAssertionKeyFile/clientAssertionCertFile); with {realm} in it, one directory "
+                        + "per realm (named after the realm). Unset: key files are off.")
                 .add().build();
     }
 

@@ -26,13 +26,13 @@ class AssertionsKeyDirTest {
     void withoutAKeyDirectoryKeyFilesAreRefusedAtSaveAndAtUse() throws Exception {
         Path key = Files.writeString(tmp.resolve("key.pem"), "k");
         IllegalArgumentException save = assertThrows(IllegalArgumentException.class,
-                () -> Assertions.checkAtSave(key.toString(), "Key file"));
+                () -> Assertions.checkAtSave("r1", key.toString(), "Key file"));
         assertTrue(save.getMessage().contains("Key files are off") && save.getMessage().contains("assertion-key-dir"),
                 save.getMessage());
         Assertions.KeyFileRefused use = assertThrows(Assertions.KeyFileRefused.class,
-                () -> Assertions.resolveAtUse(key.toString()));
+                () -> Assertions.resolveAtUse("r1", key.toString()));
         assertTrue(use.getMessage().contains("Key files are off"), use.getMessage());
-        Assertions.checkAtSave("", "Key file"); // empty: the realm key, always allowed
+        Assertions.checkAtSave("r1", "", "Key file"); // empty: the realm key, always allowed
     }
 
     @Test
@@ -42,10 +42,10 @@ class AssertionsKeyDirTest {
         Assertions.configureKeyDir(dir.toString());
         for (String p : new String[] {outside.toString(), dir + "/../other.pem", "keys/key.pem", "/etc/passwd"}) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                    () -> Assertions.checkAtSave(p, "Key file"), p);
+                    () -> Assertions.checkAtSave("r1", p, "Key file"), p);
             assertTrue(e.getMessage().contains("key directory"), e.getMessage());
         }
-        Assertions.checkAtSave(dir.resolve("key.pem").toString(), "Key file"); // inside, not there yet: fine
+        Assertions.checkAtSave("r1", dir.resolve("key.pem").toString(), "Key file"); // inside, not there yet: fine
     }
 
     @Test
@@ -57,12 +57,12 @@ class AssertionsKeyDirTest {
         Files.createSymbolicLink(link, outside);
         Assertions.configureKeyDir(dir.toString());
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> Assertions.checkAtSave(link.toString(), "Key file"));
+                () -> Assertions.checkAtSave("r1", link.toString(), "Key file"));
         assertTrue(e.getMessage().contains("symbolic link"), e.getMessage());
         Assertions.KeyFileRefused use = assertThrows(Assertions.KeyFileRefused.class,
-                () -> Assertions.resolveAtUse(link.toString()));
+                () -> Assertions.resolveAtUse("r1", link.toString()));
         assertTrue(use.getMessage().contains("outside the key directory"), use.getMessage());
-        assertEquals(inside.toRealPath(), Assertions.resolveAtUse(inside.toString()));
+        assertEquals(inside.toRealPath(), Assertions.resolveAtUse("r1", inside.toString()));
     }
 
     @Test
@@ -71,8 +71,28 @@ class AssertionsKeyDirTest {
         Path key = Files.writeString(real.resolve("key.pem"), "k");
         Path alias = Files.createSymbolicLink(tmp.resolve("keys"), real);
         Assertions.configureKeyDir(alias.toString());
-        Assertions.checkAtSave(alias.resolve("key.pem").toString(), "Key file"); // the operator's spelling is fine
-        assertEquals(key.toRealPath(), Assertions.resolveAtUse(alias.resolve("key.pem").toString()));
-        assertThrows(Assertions.KeyFileRefused.class, () -> Assertions.resolveAtUse(tmp.resolve("nope.pem").toString()));
+        Assertions.checkAtSave("r1", alias.resolve("key.pem").toString(), "Key file"); // the operator's spelling is fine
+        assertEquals(key.toRealPath(), Assertions.resolveAtUse("r1", alias.resolve("key.pem").toString()));
+        assertThrows(Assertions.KeyFileRefused.class, () -> Assertions.resolveAtUse("r1", tmp.resolve("nope.pem").toString()));
+    }
+
+    @Test
+    void withARealmPlaceholderEachRealmReadsOnlyItsOwnDirectory() throws Exception {
+        Path a = Files.createDirectories(tmp.resolve("keys/realm-a"));
+        Files.createDirectories(tmp.resolve("keys/realm-b"));
+        Path keyOfA = Files.writeString(a.resolve("key.pem"), "k");
+        Assertions.configureKeyDir(tmp.resolve("keys") + "/{realm}");
+        Assertions.checkAtSave("realm-a", keyOfA.toString(), "Key file");
+        assertEquals(keyOfA.toRealPath(), Assertions.resolveAtUse("realm-a", keyOfA.toString()));
+        // Realm B's admin names realm A's key: refused at save and at use.
+        IllegalArgumentException save = assertThrows(IllegalArgumentException.class,
+                () -> Assertions.checkAtSave("realm-b", keyOfA.toString(), "Key file"));
+        assertTrue(save.getMessage().contains("key directory"), save.getMessage());
+        assertThrows(Assertions.KeyFileRefused.class, () -> Assertions.resolveAtUse("realm-b", keyOfA.toString()));
+        // A realm without a directory, or whose name is not a directory name, has key files off.
+        IllegalArgumentException none = assertThrows(IllegalArgumentException.class,
+                () -> Assertions.checkAtSave("realm-c", tmp.resolve("keys/realm-c/key.pem").toString(), "Key file"));
+        assertTrue(none.getMessage().contains("has not created its key directory"), none.getMessage());
+        assertThrows(Assertions.KeyFileRefused.class, () -> Assertions.resolveAtUse("..", keyOfA.toString()));
     }
 }
