@@ -45,6 +45,9 @@ APP_SECRET = "demo-app-secret"
 REDIRECT_URI = "http://127.0.0.1:1/callback"
 WORK = ROOT / "tests" / ".work"
 VAULT = WORK / "vault"  # Keycloak's plain-file vault: one file per secret, named <realm>_<key>
+# The operator's directory for certificate assertion key files (SPI option assertion-key-dir, set
+# through keycloak.sh KC_FRESH_TOKEN_ASSERTION_KEY_DIR): the test PKI's folder.
+ASSERTION_KEY_DIR = WORK / "pki"
 # Keycloak's own outbound settings for the whole run (set by the `outbound` fixture): a private
 # test CA in its truststore, and an outgoing proxy for the host name "localhost" only.
 _kc_extra_args = {"value": ""}
@@ -86,7 +89,7 @@ def _grant_count(stats: dict, grant: str) -> int:
 def kc_env(**extra) -> dict:
     env = dict(os.environ)
     env.update({"KC_PORT": str(KC_PORT), "KC_MGMT_PORT": str(KC_MGMT_PORT), "KC_EXTRA_ARGS": _kc_extra_args["value"],
-                "KC_VERSION": KC_VERSION})
+                "KC_VERSION": KC_VERSION, "KC_FRESH_TOKEN_ASSERTION_KEY_DIR": str(ASSERTION_KEY_DIR)})
     if KC_JAVA_HOME:
         env["KC_JAVA_HOME"] = KC_JAVA_HOME
     env.update({k: str(v) for k, v in extra.items()})

@@ -105,12 +105,14 @@ abstract class AbstractFreshTokenFactory extends AbstractIdentityProviderFactory
                 .add()
                 .property().name(FreshTokenConfig.ASSERTION_KEY_FILE).label("Certificate assertion: private key file")
                 .type(ProviderConfigProperty.STRING_TYPE)
-                .helpText("PEM file (PKCS#8 or PKCS#1 RSA) on the Keycloak host. Empty: the realm's active RS256 key "
+                .helpText("PEM file (PKCS#8 or PKCS#1 RSA) on the Keycloak host, inside the key directory the server operator "
+                        + "names (SPI option assertion-key-dir of fresh-token-storage; not set: key files are off). Empty: the realm's active RS256 key "
                         + "(Realm settings > Keys), the one Keycloak itself signs login assertions with.")
                 .add()
                 .property().name(FreshTokenConfig.ASSERTION_CERT_FILE).label("Certificate assertion: certificate file")
                 .type(ProviderConfigProperty.STRING_TYPE)
-                .helpText("PEM certificate uploaded to the app registration (Certificates & secrets). Empty: the realm key's certificate.")
+                .helpText("PEM certificate uploaded to the app registration (Certificates & secrets), inside the same key directory. "
+                        + "Empty: the realm key's certificate.")
                 .add()
                 .property().name(FreshTokenConfig.OBO_CLIENT_ID).label("On-behalf-of: middle-tier client ID")
                 .type(ProviderConfigProperty.STRING_TYPE)

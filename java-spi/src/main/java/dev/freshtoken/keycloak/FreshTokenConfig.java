@@ -115,6 +115,11 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
         return trimmed(OBO_CLIENT_ID);
     }
 
+    /**
+     * The configured value: a vault reference, the mask {@code **********} (the secret is kept
+     * in the realm's component for this IdP, see {@link IdpSecrets#read}), or a plain value
+     * saved before secrets were masked.
+     */
     public String oboClientSecret() {
         return trimmed(OBO_CLIENT_SECRET);
     }
@@ -214,7 +219,11 @@ public class FreshTokenConfig extends OIDCIdentityProviderConfig {
         checkInt(TIMEOUT_MS, 100, 120_000, "HTTP timeout");
         checkInt(MAX_ATTEMPTS, 1, 10, "Refresh attempts");
         checkInt(MAX_RESPONSE_BYTES, 4_096, 16_777_216, "Maximum IdP answer size");
+        String realmName = realm == null ? null : realm.getName();
+        Assertions.checkAtSave(realmName, assertionKeyFile(), "Certificate assertion: private key file");
+        Assertions.checkAtSave(realmName, assertionCertFile(), "Certificate assertion: certificate file");
         super.validate(realm);
+        IdpSecrets.onSave(this, realm); // last: only a valid config moves its secrets
     }
 
     private void checkInt(String key, int min, int max, String label) {

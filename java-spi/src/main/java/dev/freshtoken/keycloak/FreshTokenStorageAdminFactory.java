@@ -40,6 +40,7 @@ public class FreshTokenStorageAdminFactory implements AdminRealmResourceProvider
     @Override
     public void init(Config.Scope config) {
         Storage.configure(config.get(Storage.KEY_FILE_OPTION), config.get(Storage.MODE_OPTION));
+        Assertions.configureKeyDir(config.get(Assertions.KEY_DIR_OPTION));
     }
 
     @Override
@@ -63,6 +64,11 @@ public class FreshTokenStorageAdminFactory implements AdminRealmResourceProvider
                 .property().name(Storage.MODE_OPTION).type("string").defaultValue("encrypt")
                 .helpText("encrypt (default): new values are encrypted with the first key. decrypt-only: new values are "
                         + "written plain while the keys still read encrypted ones (the uninstall path).")
+                .add()
+                .property().name(Assertions.KEY_DIR_OPTION).type("string")
+                .helpText("The only directory from which IdPs of the fresh-token types may read certificate assertion key "
+                        + "and certificate files (clientAssertionKeyFile/clientAssertionCertFile); with {realm} in it, one directory "
+                        + "per realm (named after the realm). Unset: key files are off.")
                 .add().build();
     }
 

@@ -115,7 +115,11 @@ public class MigrationResource {
             default -> new OIDCIdentityProviderConfig(base);
         };
         try {
-            next.validate(realm); // our types: creation defaults (store tokens on), Entra endpoints from the tenant
+            if (apply) {
+                next.validate(realm); // our types: creation defaults (store tokens on), Entra endpoints from the tenant
+            } else {
+                IdpSecrets.withoutWrites(() -> next.validate(realm)); // the plan writes nothing
+            }
         } catch (IllegalArgumentException e) {
             throw new MigrationPlanner.Refused(400, "invalid_config", "the translated settings are not valid for "
                     + target + ": " + e.getMessage());
@@ -167,6 +171,9 @@ public class MigrationResource {
         // IdP (config, store tokens) are flushed together; the cache layer registers the IdP's
         // invalidation (by id and alias, cluster-wide) for the commit.
         JpaAccess.setProviderId(em, current.getInternalId(), target);
+        if (!AbstractFreshTokenFactory.PROVIDER_IDS.contains(target)) {
+            IdpSecrets.forget(realm, next); // our secret store is not left behind for a stock type
+        }
         session.identityProviders().update(next);
         plan.put("applied", true);
         adminEvent.operation(OperationType.UPDATE).resource(ResourceType.IDENTITY_PROVIDER)

@@ -166,7 +166,11 @@ final class TokenService {
         ObjectNode req = MAPPER.createObjectNode();
         req.put("v", 1).put("op", "app_token").put("now", Time.currentTime()).put("scope", s);
         req.putObject("policy").put("min_validity_s", config.minValiditySeconds());
-        req.set("idp", idpBlock(method));
+        try {
+            req.set("idp", idpBlock(method));
+        } catch (Assertions.KeyFileRefused e) {
+            return respond(keyFileRefused(e));
+        }
         return respond(send(req.toString()));
     }
 
@@ -542,7 +546,24 @@ final class TokenService {
     }
 
     private Answer callCore(String op, String stored, Endpoint endpoint, String method) {
-        return send(buildRequest(op, stored, endpoint, method));
+        String request;
+        try {
+            request = buildRequest(op, stored, endpoint, method);
+        } catch (Assertions.KeyFileRefused e) {
+            return keyFileRefused(e);
+        }
+        return send(request);
+    }
+
+    /** A key or certificate file outside the operator's key directory (or key files off): no network call. */
+    private Answer keyFileRefused(Assertions.KeyFileRefused e) {
+        LOG.warnf("fresh-token: IdP '%s': certificate assertion files refused (key file '%s', certificate file '%s'): %s",
+                config.getAlias(), config.assertionKeyFile(), config.assertionCertFile(), e.getMessage());
+        ObjectNode err = MAPPER.createObjectNode();
+        err.put("code", "idp_misconfigured").put("status", 502).put("error_description", e.getMessage());
+        ObjectNode root = MAPPER.createObjectNode();
+        root.set("err", err);
+        return new Answer(null, err, root.toString());
     }
 
     /** One native call; an unavailable core or a caught panic becomes an err answer like any other. */
@@ -615,7 +636,7 @@ final class TokenService {
         if (oboScope != null) {
             ObjectNode obo = req.putObject("obo");
             obo.put("client_id", config.oboClientId());
-            obo.put("client_secret", resolveSecret(config.oboClientSecret()));
+            obo.put("client_secret", resolveSecret(IdpSecrets.read(session.getContext().getRealm(), config, FreshTokenConfig.OBO_CLIENT_SECRET)));
             obo.put("client_auth", "client_secret_post");
             obo.put("assertion_scope", config.oboAssertionScope());
             obo.put("scope", oboScope);
