@@ -103,6 +103,12 @@ final class Telemetry {
             Gauge.builder(NATIVE, () -> NativeLibrary.status().state() == NativeLibrary.State.LOADED ? 1 : 0)
                     .description("1 when the fresh-token native core is loaded on this node, else 0")
                     .register(Metrics.globalRegistry);
+            Gauge.builder("fresh_token_refreshes_in_flight", RefreshLimiter::inFlight)
+                    .description("Upstream refreshes this node is running now (each holds a database connection)")
+                    .register(Metrics.globalRegistry);
+            Gauge.builder("fresh_token_refreshes_in_flight_limit", RefreshLimiter::limit)
+                    .description("The node's max-concurrent-refreshes; callers beyond it get retry_later")
+                    .register(Metrics.globalRegistry);
         } catch (RuntimeException | LinkageError e) {
             metricsBroken(e);
         }

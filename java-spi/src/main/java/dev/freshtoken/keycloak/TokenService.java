@@ -73,6 +73,9 @@ final class TokenService {
     private boolean askedIdp;
     /** The user's id at the IdP (FederatedIdentityModel.getUserId()): binds the encrypted row (Storage). */
     private String subject;
+    /** The stored value the first check read, and a minimum validity for a check (RefreshLimiter). */
+    private String storedAtCheck;
+    private Integer minValidityOverride;
 
     TokenService(KeycloakSession session, FreshTokenIdentityProvider provider) {
         this.session = session;
@@ -202,6 +205,7 @@ final class TokenService {
         }
         // The fresh path needs nothing but the row Keycloak already read: no user lookup, no lock.
         Answer first = callCore("check", stored, endpoint, method);
+        storedAtCheck = stored;
         if (first.isError() || !"refresh".equals(first.action())) {
             return respond(first);
         }
@@ -220,18 +224,73 @@ final class TokenService {
         return "fresh-token:lock:" + realmId + ":" + userId + ":" + alias;
     }
 
+    /**
+     * Where a failed refresh's answer is shared with the callers that waited for it: per
+     * (realm, user, IdP) and per question (the IdP's own token, a resource scope, an
+     * on-behalf-of scope; V1 or V2 answer shape), so that a waiter is only ever handed the
+     * failure of the very request it would have made (issue 11 item 9). The lock stays per
+     * (realm, user, IdP): every kind spends the same stored refresh token.
+     */
+    private String failureKey(String realmId, String userId, String alias, Endpoint endpoint) {
+        String asked = (oboScope != null ? "obo\n" + oboScope : resourceScope != null ? "resource\n" + resourceScope : "idp")
+                + "\n" + endpoint;
+        return "fresh-token:failed:" + realmId + ":" + userId + ":" + alias + ":" + fingerprint(asked).substring(0, 32);
+    }
+
+    /**
+     * The node's refresh limit is reached: serve the stored token if it is still valid at all
+     * (an early refresh that can wait, as after a transient IdP failure), else retry_later with
+     * Retry-After. The row was neither locked nor written.
+     */
+    private Outcome refreshLimited(Endpoint endpoint, String method) {
+        if (storedAtCheck != null) {
+            minValidityOverride = 0;
+            try {
+                Answer still = callCore("check", storedAtCheck, endpoint, method);
+                if (!still.isError() && "serve".equals(still.action())) {
+                    return respond(still);
+                }
+            } finally {
+                minValidityOverride = null;
+            }
+        }
+        return error("retry_later", 503, "Too many token refreshes are waiting for the identity provider on this server; "
+                + "try again shortly.", null, RefreshLimiter.RETRY_AFTER_S);
+    }
+
     /** Exactly one refresh per (realm, user, IdP) at a time, across the cluster. */
     private Outcome refreshSingleFlight(String realmId, String userId, Endpoint endpoint, String method) {
         String alias = config.getAlias();
         String lockKey = lockKey(realmId, userId, alias);
-        String failureKey = "fresh-token:failed:" + realmId + ":" + userId + ":" + alias;
+        String failureKey = failureKey(realmId, userId, alias, endpoint);
         SingleUseObjectProvider locks = session.singleUseObjects();
         long waitUntil = System.currentTimeMillis() + (LOCK_TTL_S + 5) * 1000L;
         boolean waited = false;
         while (true) {
             if (locks.putIfAbsent(lockKey, LOCK_TTL_S)) {
                 try {
-                    Held held = refreshUnderRowLock(realmId, userId, endpoint, method);
+                    if (waited) {
+                        // Took over after waiting: the holder may just have failed at this very
+                        // question for this row; share that outcome instead of asking again.
+                        Map<String, String> failure = locks.get(failureKey);
+                        String current = failure == null ? null : readStoredToken(realmId, userId);
+                        if (current != null && fingerprint(current).equals(failure.get("row"))) {
+                            telemetry.waited("failed");
+                            return respond(Answer.parse(failure.get("answer")));
+                        }
+                    }
+                    // The node's limit of upstream refreshes, taken before the database
+                    // connection and the row lock (RefreshLimiter; issue 11 item 12).
+                    java.util.concurrent.Semaphore permit = RefreshLimiter.tryAcquire();
+                    if (permit == null) {
+                        return refreshLimited(endpoint, method);
+                    }
+                    Held held;
+                    try {
+                        held = refreshUnderRowLock(realmId, userId, endpoint, method);
+                    } finally {
+                        permit.release();
+                    }
                     if (held == null) {
                         return reauth("No token is stored for this user and identity provider any more.", null);
                     }
@@ -625,7 +684,7 @@ final class TokenService {
         req.put("stored", stored);
         req.set("binding", Storage.binding(config.getAlias(), subject));
         ObjectNode policy = req.putObject("policy");
-        policy.put("min_validity_s", config.minValiditySeconds());
+        policy.put("min_validity_s", minValidityOverride != null ? minValidityOverride : config.minValiditySeconds());
         policy.put("include_refresh_token", endpoint == Endpoint.V1 && config.includeRefreshToken());
         policy.put("include_id_token", endpoint == Endpoint.V1);
         if (resourceScope != null) {
