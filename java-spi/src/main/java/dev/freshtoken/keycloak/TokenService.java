@@ -553,9 +553,7 @@ final class TokenService {
         idp.put("max_attempts", config.maxAttempts());
         idp.put("max_body_bytes", config.maxResponseBytes());
         Outbound.init(session);
-        if (Outbound.caFile() != null) {
-            idp.put("ca_file", Outbound.caFile());
-        }
+        Outbound.addTrust(idp);
         String proxy = Outbound.proxyFor(config.getTokenUrl());
         if (proxy != null) {
             idp.put("proxy_url", proxy);
