@@ -73,6 +73,9 @@ final class TokenService {
     private boolean askedIdp;
     /** The user's id at the IdP (FederatedIdentityModel.getUserId()): binds the encrypted row (Storage). */
     private String subject;
+    /** Realm id and Keycloak user id of the row: bind the encrypted row too (Storage). */
+    private String rowRealmId;
+    private String rowUserId;
 
     TokenService(KeycloakSession session, FreshTokenIdentityProvider provider) {
         this.session = session;
@@ -186,6 +189,11 @@ final class TokenService {
             telemetry.resourceAllowed();
         }
         this.subject = identity.getUserId();
+        // With storage keys the row's Keycloak user is part of what an encrypted value is bound to.
+        UserModel rowUser = userOrNull != null || !Storage.configured() ? userOrNull
+                : session.users().getUserByFederatedIdentity(realm, identity);
+        this.rowRealmId = realm.getId();
+        this.rowUserId = rowUser == null ? "" : rowUser.getId();
         String stored = identity.getToken();
         if (stored == null || stored.isBlank()) {
             return reauth("No token is stored for this user and identity provider; the user must sign in through '"
@@ -201,10 +209,11 @@ final class TokenService {
         if (first.isError() || !"refresh".equals(first.action())) {
             return respond(first);
         }
-        UserModel user = userOrNull != null ? userOrNull : session.users().getUserByFederatedIdentity(realm, identity);
+        UserModel user = rowUser != null ? rowUser : session.users().getUserByFederatedIdentity(realm, identity);
         if (user == null) {
             return reauth("The user linked to this identity could not be found.", null);
         }
+        this.rowUserId = user.getId();
         return refreshSingleFlight(realm.getId(), user.getId(), endpoint, method);
     }
 
@@ -509,7 +518,7 @@ final class TokenService {
         req.put("op", op);
         req.put("now", Time.currentTime());
         req.put("stored", stored);
-        req.set("binding", Storage.binding(config.getAlias(), subject));
+        req.set("binding", Storage.binding(rowRealmId, rowUserId, config.getAlias(), subject));
         ObjectNode policy = req.putObject("policy");
         policy.put("min_validity_s", config.minValiditySeconds());
         policy.put("include_refresh_token", endpoint == Endpoint.V1 && config.includeRefreshToken());
