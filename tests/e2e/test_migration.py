@@ -251,7 +251,7 @@ def test_microsoft_idp_moves_to_entra_oidc_and_linked_users_are_found_by_object_
     assert r.status_code == 200, r.text
 
 
-def test_migration_needs_manage_realm_and_refuses_what_it_cannot_do(admin, realm, stock_realm, mock_entra):
+def test_migration_refuses_a_view_realm_admin_and_what_it_cannot_do(admin, realm, stock_realm, mock_entra):
     # A realm administrator who may only view the realm.
     target = stock_realm
     r = admin.create_idp(target, "corp", "oidc", stock_oidc_config(mock_entra), storeToken=True)
@@ -295,3 +295,55 @@ def test_migration_needs_manage_realm_and_refuses_what_it_cannot_do(admin, realm
     assert admin.get_idp(target, "kc")["providerId"] == "oidc"
     assert plan["config"]["added"]["addOfflineAccess"] == "false"
     assert any("offline_access" in w for w in plan["warnings"])
+
+
+def realm_admin_headers(admin, realm: str, username: str, roles: list) -> dict:
+    """A user of `realm` holding only the given realm-management roles, signed in through admin-cli."""
+    admin.request("POST", f"/{realm}/users", json={
+        "username": username, "enabled": True, "email": f"{username}@example.org", "firstName": "A", "lastName": "B",
+        "credentials": [{"type": "password", "value": username + "-pw", "temporary": False}]})
+    uid = user_by_username(admin, realm, username)["id"]
+    rm = admin.request("GET", f"/{realm}/clients", params={"clientId": "realm-management"}).json()[0]["id"]
+    reps = [admin.request("GET", f"/{realm}/clients/{rm}/roles/{role}").json() for role in roles]
+    admin.request("POST", f"/{realm}/users/{uid}/role-mappings/clients/{rm}", json=reps)
+    tok = requests.post(f"{KC_BASE}/realms/{realm}/protocol/openid-connect/token", data={
+        "grant_type": "password", "client_id": "admin-cli", "username": username, "password": username + "-pw"},
+        timeout=30)
+    tok.raise_for_status()
+    return {"Authorization": f"Bearer {tok.json()['access_token']}"}
+
+
+def test_migration_needs_identity_provider_permissions_not_manage_realm(admin, stock_realm, mock_entra):
+    realm = stock_realm
+    r = admin.create_idp(realm, "corp", "oidc", stock_oidc_config(mock_entra), storeToken=True)
+    assert r.status_code == 201, r.text
+    url = f"{KC_BASE}/admin/realms/{realm}/fresh-token-migration/corp"
+
+    # manage-realm alone (Keycloak keeps identity-provider management as its own permission): neither plan nor move.
+    realm_admin = realm_admin_headers(admin, realm, "realmadmin", ["manage-realm", "view-realm"])
+    assert requests.get(f"{KC_BASE}/admin/realms/{realm}", headers=realm_admin, timeout=30).status_code == 200
+    got = requests.get(url, headers=realm_admin, params={"to": "entra-oidc"}, timeout=30)
+    assert got.status_code == 403, got.text
+    got = requests.post(url, headers=realm_admin, params={"to": "entra-oidc"}, timeout=30)
+    assert got.status_code == 403, got.text
+    got = requests.post(url, headers=realm_admin, params={"to": "entra-oidc", "dryRun": "true"}, timeout=30)
+    assert got.status_code == 403, got.text
+    assert admin.get_idp(realm, "corp")["providerId"] == "oidc"
+
+    # view-identity-providers: the plan (as the console's IdP pages may be read), not the move.
+    viewer = realm_admin_headers(admin, realm, "idpviewer", ["view-identity-providers"])
+    got = requests.get(url, headers=viewer, params={"to": "entra-oidc"}, timeout=30)
+    assert got.status_code == 200, got.text
+    assert got.json()["applied"] is False
+    got = requests.post(url, headers=viewer, params={"to": "entra-oidc"}, timeout=30)
+    assert got.status_code == 403, got.text
+    assert admin.get_idp(realm, "corp")["providerId"] == "oidc"
+
+    # manage-identity-providers (with view): plan and move.
+    idp_admin = realm_admin_headers(admin, realm, "idpadmin", ["manage-identity-providers", "view-identity-providers"])
+    got = requests.get(url, headers=idp_admin, params={"to": "entra-oidc"}, timeout=30)
+    assert got.status_code == 200, got.text
+    got = requests.post(url, headers=idp_admin, params={"to": "entra-oidc"}, timeout=30)
+    assert got.status_code == 200, got.text
+    assert got.json()["applied"] is True
+    assert admin.get_idp(realm, "corp")["providerId"] == "entra-oidc"

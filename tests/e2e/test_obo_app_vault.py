@@ -75,8 +75,8 @@ def test_app_only_token_lists_users_at_graph_and_is_cached(admin, realm, mock_en
     users = requests.get(f"{graph.base_url}/v1.0/users", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert users.status_code == 200, users.text
     assert len(users.json()["value"]) >= 2
-    # The node's app-token cache is keyed by token endpoint, client, scope and credential, not by
-    # realm: an earlier test with the same app registration may already have filled it.
+    # The node's app-token cache is keyed by token endpoint, client, scope, credential, realm and
+    # IdP: the first call of this realm fetches, unless a retry of this test already filled it.
     after_first = mock_entra.stats()["by_grant"].get("client_credentials", 0)
     assert after_first in (before, before + 1)
     assert token in mock_entra.issued()["access_tokens"]
@@ -89,6 +89,32 @@ def test_app_only_token_needs_the_dedicated_role(admin, realm):
     caller = _service_account_token(admin, realm, "no-role-app", "no-role-secret")
     r = _get(realm, "app-token", caller, scope=GRAPH_DEFAULT)
     assert r.status_code == 403 and r.json()["error"] == "forbidden", r.text
+
+
+def test_app_only_token_of_a_client_not_in_the_idp_allow_list_is_forbidden(admin, realm, mock_entra: MockEntra):
+    """The IdP's 'Clients allowed to read tokens' applies to app-only tokens too (issue 11 item 4)."""
+    admin.update_idp_config(realm, "entra", appTokenScopes=GRAPH_DEFAULT, tokenReaderClients=APP_CLIENT)
+    caller = _service_account_token(admin, realm, "unlisted-app", "unlisted-secret", role="fresh-token-app-token")
+    before = mock_entra.stats()["by_grant"].get("client_credentials", 0)
+    r = _get(realm, "app-token", caller, scope=GRAPH_DEFAULT)
+    assert r.status_code == 403 and r.json()["error"] == "forbidden", r.text
+    assert "access_token" not in r.json()
+    assert mock_entra.stats()["by_grant"].get("client_credentials", 0) == before
+    # The same caller is served once the IdP lists it.
+    admin.update_idp_config(realm, "entra", tokenReaderClients=f"{APP_CLIENT} unlisted-app")
+    assert _get(realm, "app-token", caller, scope=GRAPH_DEFAULT).status_code == 200
+
+
+def test_obo_of_a_client_not_in_the_idp_allow_list_is_forbidden(admin, realm, mock_entra: MockEntra):
+    """The IdP's 'Clients allowed to read tokens' applies to on-behalf-of (issue 11 item 4)."""
+    admin.update_idp_config(realm, "entra", oboClientId=MIDDLE_TIER, oboClientSecret="mock-secret-a1",
+                            oboScopes=GRAPH_DEFAULT, tokenReaderClients="some-other-app")
+    user = login(realm)
+    obo_grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    before = mock_entra.stats()["by_grant"].get(obo_grant, 0)
+    r = _get(realm, "obo", user.access_token, scope=GRAPH_DEFAULT)
+    assert r.status_code == 403 and r.json()["error"] == "forbidden", r.text
+    assert mock_entra.stats()["by_grant"].get(obo_grant, 0) == before
 
 
 def test_client_secret_from_keycloaks_vault_is_used_for_login_and_refresh(admin, realm, mock_entra: MockEntra):

@@ -16,6 +16,7 @@ import org.keycloak.broker.provider.IdentityProviderFactory;
 import org.keycloak.models.FederatedIdentityModel;
 import org.keycloak.models.IdentityProviderModel;
 import org.keycloak.models.KeycloakSession;
+import org.keycloak.models.ClientModel;
 import org.keycloak.models.RealmModel;
 import org.keycloak.representations.AccessToken;
 import org.keycloak.services.managers.AppAuthManager;
@@ -96,6 +97,12 @@ public class FreshTokenResource implements RealmResourceProvider {
         }
         AuthenticationManager.AuthResult auth = c.auth();
         FreshTokenIdentityProvider provider = c.provider();
+        ClientModel client = Compat.client(auth);
+        if (client == null || !provider.freshConfig().clientMayReadTokens(client.getClientId())) {
+            return error(403, "forbidden", "Client '" + (client == null ? "?" : client.getClientId())
+                    + "' is not allowed to read tokens of identity provider '" + alias
+                    + "' (see the IdP's 'Clients allowed to read tokens').", Compat.token(auth));
+        }
         String role = provider.freshConfig().appTokenRole();
         AccessToken.Access realmAccess = Compat.token(auth).getRealmAccess();
         if (realmAccess == null || !realmAccess.isUserInRole(role)) {

@@ -43,7 +43,8 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
  * </ul>
  * Everything keyed by the alias stays as it is: users' links and their stored tokens, mappers,
  * the redirect URI registered at the IdP; so do the internal id, client credentials, display
- * name and login flows. Requires manage-realm.
+ * name and login flows. The plan needs view-identity-providers (or manage-identity-providers),
+ * the move manage-identity-providers; manage-realm alone gets 403.
  */
 public class MigrationResource {
 
@@ -78,7 +79,14 @@ public class MigrationResource {
     }
 
     private Response run(String alias, String to, boolean apply) {
-        auth.realm().requireManageRealm();
+        // Keycloak's own permissions for identity providers (as its IdentityProvidersResource):
+        // reading the plan needs view-identity-providers, changing the IdP manage-identity-providers.
+        // manage-realm alone is not enough.
+        if (apply) {
+            auth.realm().requireManageIdentityProviders();
+        } else {
+            auth.realm().requireViewIdentityProviders();
+        }
         try {
             return Response.ok(execute(alias, to, apply)).type(MediaType.APPLICATION_JSON_TYPE).build();
         } catch (MigrationPlanner.Refused r) {
