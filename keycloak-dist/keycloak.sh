@@ -12,7 +12,8 @@
 # KC_NO_NATIVE=1 installs the JAR without the .so (to test the documented failure),
 # KC_LOG_LEVEL (INFO,dev.freshtoken:debug), KC_EXTRA_ARGS (appended to start-dev),
 # KC_FRESH_TOKEN_KEY_FILE / KC_FRESH_TOKEN_KEY_MODE (encrypt|decrypt-only): storage keys for
-# encryption at rest (--spi-admin-realm-restapi-extension--fresh-token-storage--key-file/--mode).
+# encryption at rest (--spi-admin-realm-restapi-extension--fresh-token-storage--key-file/--mode);
+# KC_FRESH_TOKEN_ALLOW_PLAINTEXT=true: plain rows are used while encrypting (--...--allow-plaintext).
 # KC_JAVA_HOME (a JDK to run Keycloak with, e.g. /usr/lib/jvm/temurin-25-jdk-amd64; default:
 # kc.sh's own choice, JAVA_HOME or the java on PATH). Each KC_VERSION is unpacked and run
 # separately (keycloak-dist/keycloak-<version>/, run/<version>-<port>/).
@@ -63,6 +64,7 @@ start() {
       --log-level="${KC_LOG_LEVEL:-INFO,dev.freshtoken:debug}" \
       ${KC_FRESH_TOKEN_KEY_FILE:+--spi-admin-realm-restapi-extension--fresh-token-storage--key-file="$KC_FRESH_TOKEN_KEY_FILE"} \
       ${KC_FRESH_TOKEN_KEY_MODE:+--spi-admin-realm-restapi-extension--fresh-token-storage--mode="$KC_FRESH_TOKEN_KEY_MODE"} \
+      ${KC_FRESH_TOKEN_ALLOW_PLAINTEXT:+--spi-admin-realm-restapi-extension--fresh-token-storage--allow-plaintext="$KC_FRESH_TOKEN_ALLOW_PLAINTEXT"} \
       ${KC_EXTRA_ARGS:-} >>"$run/keycloak.log" 2>&1 < /dev/null
   ) &
   echo $! >"$run/pid"
