@@ -34,7 +34,8 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
  * older keys or in the older format; needs mode {@code encrypt}); {@code plainRemaining} says how many plain rows
  * of our types are left (refused with {@code storage_plaintext_row} unless plain rows are allowed).</li>
  * </ul>
- * Each row is converted under the same per-user lock as a refresh, in a transaction of its own. A row that
+ * Each row is converted under the same per-user lock as a refresh, in a transaction of its own, read and written
+ * through the same locked row path as a refresh ({@link StoredRow}, never Keycloak's cached model). A row that
  * cannot be converted (wrong or missing key) is left untouched and counted as failed. Needs manage-realm
  * and manage-users.
  */
@@ -172,29 +173,59 @@ public class StorageAdminResource {
         return Response.ok(result, MediaType.APPLICATION_JSON_TYPE).build();
     }
 
-    /** One row, in a transaction of its own: {@code decrypted}/{@code encrypted}/{@code reencrypted}/{@code unchanged}/{@code empty}/{@code failed}. */
+    /**
+     * One row, in a transaction of its own: {@code decrypted}/{@code encrypted}/{@code reencrypted}/{@code unchanged}/{@code empty}/{@code failed}.
+     * The row is read and written the way a refresh does it (issue 11 item 7): read as committed with the database
+     * row lock ({@link StoredRow#lockAndRead}, held until this transaction commits) and written with a new model.
+     * Never through Keycloak's cached federated-identity model: the user cache hands out its cached object itself,
+     * the one a concurrent V1 token request holds as {@code identity}; setting its token would make that request
+     * write the converted old token set back over the newer one a refresh stored meanwhile.
+     */
     private String convertRow(String realmId, String userId, String alias, boolean decrypt) {
         try {
             return KeycloakModelUtils.runJobInTransactionWithResult(session.getKeycloakSessionFactory(), s -> {
                 RealmModel r = s.realms().getRealm(realmId);
+                if (r == null) {
+                    return "empty";
+                }
                 s.getContext().setRealm(r);
                 UserModel u = s.users().getUserById(r, userId);
-                FederatedIdentityModel fi = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
-                if (fi == null || fi.getToken() == null || fi.getToken().isEmpty()) {
+                if (u == null) {
+                    return "empty";
+                }
+                String subject;
+                String username;
+                String token;
+                StoredRow.Row locked = StoredRow.lockAndRead(s, userId, alias);
+                if (locked != null) {
+                    subject = locked.federatedUserId();
+                    username = locked.federatedUsername();
+                    token = locked.token();
+                } else {
+                    // No local row: a link kept by a user-storage provider (BROKER_LINK). Our refresh never writes
+                    // those (it reads local rows only); read it and write a copy, never the model itself.
+                    FederatedIdentityModel fi = s.users().getFederatedIdentity(r, u, alias);
+                    if (fi == null) {
+                        return "empty";
+                    }
+                    subject = fi.getUserId();
+                    username = fi.getUserName();
+                    token = fi.getToken();
+                }
+                if (token == null || token.isEmpty()) {
                     return "empty";
                 }
                 Storage.Converted c;
                 try {
-                    c = decrypt ? Storage.unseal(realmId, userId, alias, fi.getUserId(), fi.getToken())
-                            : Storage.seal(realmId, userId, alias, fi.getUserId(), fi.getToken(), null);
+                    c = decrypt ? Storage.unseal(realmId, userId, alias, subject, token)
+                            : Storage.seal(realmId, userId, alias, subject, token, null);
                 } catch (Storage.StorageException e) {
                     LOG.warnf("fresh-token: storage %s: row of user %s, IdP '%s' left unchanged (%s): %s",
                             decrypt ? "decrypt" : "encrypt", userId, alias, e.code(), e.getMessage());
                     return "failed";
                 }
                 if (c.changed()) {
-                    fi.setToken(c.value());
-                    s.users().updateFederatedIdentity(r, u, fi);
+                    s.users().updateFederatedIdentity(r, u, new FederatedIdentityModel(alias, subject, username, c.value()));
                 }
                 return c.action();
             });
