@@ -9,7 +9,8 @@ import pytest
 from mock_entra.server import start_server
 from support.keycloak import broker_token_v1, browser_login
 
-from .conftest import APP_CLIENT, APP_SECRET, KC_BASE, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET, REDIRECT_URI, TENANT
+from .conftest import (APP_CLIENT, APP_SECRET, KC_BASE, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET, REDIRECT_URI, TENANT,
+                       _current_features, kc_restart)
 from .test_broker_token import claims, login, sleep_until
 
 
@@ -137,6 +138,9 @@ def test_truststore_reaches_the_core_in_memory_and_no_file_is_written_to_the_sha
     import os
     for stale in _ca_files_holding(outbound[0].ca):  # ours, from a run of an older build
         os.remove(stale)
+    # A fresh Keycloak process: a build that exports the truststore does it once per process, at its first IdP call.
+    features = _current_features["value"]
+    kc_restart(**({"KC_FEATURES": features} if features else {}))
     assert admin.create_idp(realm, "entra-tls-mem", "entra-oidc", {
         "entraTenant": TENANT, "entraAuthorityHost": tls_mock.base_url, "clientId": MOCK_CLIENT_ID,
         "clientSecret": MOCK_CLIENT_SECRET, "minValidityToken": "1", "syncMode": "IMPORT"}).status_code == 201
