@@ -15,6 +15,7 @@
 # encryption at rest (--spi-admin-realm-restapi-extension--fresh-token-storage--key-file/--mode).
 # KC_FRESH_TOKEN_ASSERTION_KEY_DIR: the directory certificate assertion key files may be read from
 # (--spi-admin-realm-restapi-extension--fresh-token-storage--assertion-key-dir; unset: key files off).
+# KC_FRESH_TOKEN_ALLOW_PLAINTEXT=true: plain rows are used while encrypting (--...--allow-plaintext).
 # KC_JAVA_HOME (a JDK to run Keycloak with, e.g. /usr/lib/jvm/temurin-25-jdk-amd64; default:
 # kc.sh's own choice, JAVA_HOME or the java on PATH). Each KC_VERSION is unpacked and run
 # separately (keycloak-dist/keycloak-<version>/, run/<version>-<port>/).
@@ -66,6 +67,7 @@ start() {
       ${KC_FRESH_TOKEN_KEY_FILE:+--spi-admin-realm-restapi-extension--fresh-token-storage--key-file="$KC_FRESH_TOKEN_KEY_FILE"} \
       ${KC_FRESH_TOKEN_KEY_MODE:+--spi-admin-realm-restapi-extension--fresh-token-storage--mode="$KC_FRESH_TOKEN_KEY_MODE"} \
       ${KC_FRESH_TOKEN_ASSERTION_KEY_DIR:+--spi-admin-realm-restapi-extension--fresh-token-storage--assertion-key-dir="$KC_FRESH_TOKEN_ASSERTION_KEY_DIR"} \
+      ${KC_FRESH_TOKEN_ALLOW_PLAINTEXT:+--spi-admin-realm-restapi-extension--fresh-token-storage--allow-plaintext="$KC_FRESH_TOKEN_ALLOW_PLAINTEXT"} \
       ${KC_EXTRA_ARGS:-} >>"$run/keycloak.log" 2>&1 < /dev/null
   ) &
   echo $! >"$run/pid"

@@ -2,9 +2,11 @@
 //!
 //! Every value this core hands back for storage is sealed with AES-256-GCM when a keyring is
 //! configured: `ftk1.<kid>.<base64url(nonce || ciphertext || tag)>`, a fresh random 96-bit
-//! nonce per value, and associated data that binds the value to its row (the IdP alias and
-//! the user's id at the IdP, `FederatedIdentityModel.getUserId()`), to the format version and
-//! to the key id. The first key of the keyring encrypts; every key decrypts (rotation).
+//! nonce per value, and associated data that binds the value to its row (realm id, Keycloak
+//! user id, IdP alias and the user's id at the IdP, `FederatedIdentityModel.getUserId()`), to
+//! the format version and to the key id. Format 1 values (alias and subject only) are still
+//! read and sealed in format 2 on their next write. While encrypting, a plain value in a row is
+//! refused (`storage_plaintext_row`) unless plain rows are allowed (a migration window). The first key of the keyring encrypts; every key decrypts (rotation).
 //!
 //! Decryption is central: [`around`] opens `stored` before any op looks at it and seals every
 //! `store` the op returns, so no op (present or future) sees or returns ciphertext, and none
@@ -26,9 +28,17 @@ use crate::contract::{Answer, Op, RedactedJson, Request};
 use crate::errors::ErrorCode;
 use crate::retrieve::err_answer;
 
-/// Format (and AAD) version; the prefix of every sealed value is `ftk1.`.
-pub const FORMAT: &str = "ftk1";
-const PREFIX: &str = "ftk1.";
+/// Format (and AAD) version of new values; their prefix is `ftk2.`. Format 2 binds a value to
+/// the realm id, the Keycloak user id, the IdP alias and the user's id at the IdP:
+/// `ftk2.<kid>.<base64url(key check (6) || row tag (12) || nonce (12) || ciphertext || tag (16))>`.
+pub const FORMAT: &str = "ftk2";
+const PREFIX: &str = "ftk2.";
+/// Format 1 (alias and subject only) is still read; such values are sealed in format 2 on the
+/// next write.
+pub const FORMAT_V1: &str = "ftk1";
+const PREFIX_V1: &str = "ftk1.";
+const KCV_LEN: usize = 6;
+const ROW_TAG_LEN: usize = 12;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// A key file larger than this is refused (it is a handful of lines).
@@ -86,6 +96,8 @@ impl std::fmt::Debug for StorageKey {
 pub struct Keyring {
     keys: Vec<StorageKey>,
     mode: Mode,
+    /// Plain rows are used while encrypting (migration window).
+    allow_plaintext: bool,
 }
 
 impl Keyring {
@@ -98,7 +110,15 @@ impl Keyring {
                 return Err(format!("key id '{}' appears twice", k.kid));
             }
         }
-        Ok(Keyring { keys, mode })
+        Ok(Keyring { keys, mode, allow_plaintext: false })
+    }
+    /// Plain rows are used while encrypting (a migration window) instead of refused.
+    pub fn allowing_plaintext(mut self, allow: bool) -> Keyring {
+        self.allow_plaintext = allow;
+        self
+    }
+    pub fn allows_plaintext(&self) -> bool {
+        self.allow_plaintext
     }
     pub fn mode(&self) -> Mode {
         self.mode
@@ -130,11 +150,16 @@ pub enum KeyState {
 
 static STATE: RwLock<KeyState> = RwLock::new(KeyState::Off);
 
-/// The row a value belongs to: the IdP alias and the user's id at the IdP.
+/// The row a value belongs to: the realm id, the Keycloak user id, the IdP alias and the
+/// user's id at the IdP (contract 1: `realm` and `user` are additions; absent counts as "").
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct Binding {
     pub alias: String,
     pub subject: String,
+    #[serde(default)]
+    pub realm: String,
+    #[serde(default)]
+    pub user: String,
 }
 
 /// `"keyring": {"key_file": "/path", "mode": "encrypt"}` of the `keyring` op.
@@ -144,11 +169,16 @@ pub struct KeyringRequest {
     pub key_file: Option<String>,
     #[serde(default)]
     pub mode: Option<String>,
+    /// While encrypting, plain values found in rows are used (and sealed on their next write)
+    /// instead of refused (`storage_plaintext_row`): a migration window. Default false.
+    #[serde(default)]
+    pub allow_plaintext: Option<bool>,
 }
 
-/// A storage problem; always answered `storage_key_error`, nothing is written.
+/// A storage problem and its code (`storage_key_error`, `storage_binding_mismatch`,
+/// `storage_plaintext_row`); nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageError(pub String);
+pub struct StorageError(pub String, pub ErrorCode);
 
 fn check_kid(kid: &str) -> Result<(), String> {
     if kid.is_empty() || kid.len() > 64 || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
@@ -225,114 +255,260 @@ pub fn load_key_file(path: &str) -> Result<(Vec<StorageKey>, Vec<String>), Strin
     Ok((parse_key_file(text)?, warnings))
 }
 
-/// The associated data: format, key id, alias and subject, each length-prefixed.
-fn aad(kid: &str, b: &Binding) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + kid.len() + b.alias.len() + b.subject.len());
-    for part in [FORMAT, kid, b.alias.as_str(), b.subject.as_str()] {
+/// The associated data of format 1 (read only): format, key id, alias and subject, each
+/// length-prefixed.
+fn aad_v1(kid: &str, b: &Binding) -> Vec<u8> {
+    length_prefixed(&[FORMAT_V1, kid, b.alias.as_str(), b.subject.as_str()])
+}
+
+/// The associated data of format 2: format, key id, realm id, Keycloak user id, alias and
+/// subject, each length-prefixed.
+fn aad_v2(kid: &str, b: &Binding) -> Vec<u8> {
+    length_prefixed(&[FORMAT, kid, b.realm.as_str(), b.user.as_str(), b.alias.as_str(), b.subject.as_str()])
+}
+
+fn length_prefixed(parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
+    for part in parts {
         out.extend_from_slice(&(part.len() as u32).to_be_bytes());
         out.extend_from_slice(part.as_bytes());
     }
     out
 }
 
-/// True for a value in our sealed format.
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac as _;
+    // HMAC takes keys of any length: this cannot fail.
+    let mut m = <HmacSha256 as hmac::Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+/// Key check value: tells "another key under the same id" from "another row", not secret.
+fn key_check(key: &StorageKey) -> [u8; KCV_LEN] {
+    let full = mac(key.key.as_slice(), &[b"fresh-token ftk2 key check"]);
+    let mut out = [0u8; KCV_LEN];
+    out.copy_from_slice(&full[..KCV_LEN]);
+    out
+}
+
+/// Row tag: a keyed hash of the format-2 associated data, so that a value read from another
+/// row is told apart from a damaged one (`storage_binding_mismatch`). Reveals nothing of the
+/// binding without the key.
+fn row_tag(key: &StorageKey, aad: &[u8]) -> [u8; ROW_TAG_LEN] {
+    let sub = Zeroizing::new(mac(key.key.as_slice(), &[b"fresh-token ftk2 row tag key"]));
+    let full = mac(sub.as_slice(), &[aad]);
+    let mut out = [0u8; ROW_TAG_LEN];
+    out.copy_from_slice(&full[..ROW_TAG_LEN]);
+    out
+}
+
+/// True for a value in one of our sealed formats (`ftk1.`, `ftk2.`).
 pub fn is_sealed(stored: &str) -> bool {
-    stored.starts_with(PREFIX)
+    stored.starts_with(PREFIX) || stored.starts_with(PREFIX_V1)
 }
 
 /// The key id of a sealed value (not secret), if it has one.
 pub fn kid_of(stored: &str) -> Option<&str> {
-    stored.strip_prefix(PREFIX)?.split('.').next().filter(|k| check_kid(k).is_ok())
+    stored
+        .strip_prefix(PREFIX)
+        .or_else(|| stored.strip_prefix(PREFIX_V1))?
+        .split('.')
+        .next()
+        .filter(|k| check_kid(k).is_ok())
 }
 
-/// Seals `plain` with the keyring's first key.
+/// Seals `plain` with the keyring's first key, in format 2 (bound to realm, Keycloak user,
+/// alias and subject). An empty Keycloak user is allowed only at a first login, before the
+/// user exists; such a value is re-sealed with the user as soon as it is known.
 pub fn seal(ring: &Keyring, b: &Binding, plain: &str) -> Result<String, StorageError> {
     check_binding(b)?;
     let key = ring.primary();
     let cipher = Aes256Gcm::new_from_slice(key.key.as_slice())
-        .map_err(|_| StorageError("The storage key cannot be used.".into()))?;
+        .map_err(|_| StorageError("The storage key cannot be used.".into(), ErrorCode::StorageKeyError))?;
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::getrandom(&mut nonce)
-        .map_err(|_| StorageError("No random nonce could be drawn from the operating system.".into()))?;
-    let aad = aad(&key.kid, b);
+    getrandom::getrandom(&mut nonce).map_err(|_| {
+        StorageError("No random nonce could be drawn from the operating system.".into(), ErrorCode::StorageKeyError)
+    })?;
+    let aad = aad_v2(&key.kid, b);
     let ct = cipher
         .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: &aad })
-        .map_err(|_| StorageError("The stored token could not be encrypted.".into()))?;
-    let mut blob = Vec::with_capacity(NONCE_LEN + ct.len());
+        .map_err(|_| StorageError("The stored token could not be encrypted.".into(), ErrorCode::StorageKeyError))?;
+    let mut blob = Vec::with_capacity(KCV_LEN + ROW_TAG_LEN + NONCE_LEN + ct.len());
+    blob.extend_from_slice(&key_check(key));
+    blob.extend_from_slice(&row_tag(key, &aad));
     blob.extend_from_slice(&nonce);
     blob.extend_from_slice(&ct);
     Ok(format!("{PREFIX}{}.{}", key.kid, URL_SAFE_NO_PAD.encode(blob)))
 }
 
 fn check_binding(b: &Binding) -> Result<(), StorageError> {
-    if b.alias.is_empty() || b.subject.is_empty() {
+    if b.alias.is_empty() || b.subject.is_empty() || b.realm.is_empty() {
         return Err(StorageError(
-            "The request names no row (binding alias and subject) to bind the stored token to.".into(),
+            "The request names no row (binding realm, alias and subject) to bind the stored token to.".into(),
+            ErrorCode::StorageKeyError,
         ));
     }
     Ok(())
 }
 
+/// An opened value and whether it must be sealed again on the next write: format 1 (no
+/// realm or Keycloak user in its associated data) or sealed before the Keycloak user existed.
+#[derive(Debug)]
+pub struct Opened {
+    pub plain: String,
+    pub rewrap: bool,
+}
+
+fn malformed(format: &str) -> StorageError {
+    StorageError(
+        format!("The stored token is an encrypted value ({format}) that is malformed."),
+        ErrorCode::StorageKeyError,
+    )
+}
+
 /// Opens a sealed value; a plain one is returned as it is.
 pub fn open(state: &KeyState, b: Option<&Binding>, stored: &str) -> Result<String, StorageError> {
-    if !is_sealed(stored) {
-        return Ok(stored.to_string());
-    }
-    let rest = &stored[PREFIX.len()..];
+    open_row(state, b, stored).map(|o| o.plain)
+}
+
+/// Opens a sealed value of either format and says whether it must be sealed again.
+pub fn open_row(state: &KeyState, b: Option<&Binding>, stored: &str) -> Result<Opened, StorageError> {
+    let (format, rest) = if let Some(r) = stored.strip_prefix(PREFIX) {
+        (FORMAT, r)
+    } else if let Some(r) = stored.strip_prefix(PREFIX_V1) {
+        (FORMAT_V1, r)
+    } else {
+        return Ok(Opened { plain: stored.to_string(), rewrap: false });
+    };
     let Some((kid, body)) = rest.split_once('.') else {
-        return Err(StorageError("The stored token is an encrypted value (ftk1) that is malformed.".into()));
+        return Err(malformed(format));
     };
     if check_kid(kid).is_err() {
-        return Err(StorageError("The stored token is an encrypted value (ftk1) that is malformed.".into()));
+        return Err(malformed(format));
     }
     let ring = match state {
         KeyState::Ready(r) => r,
         KeyState::Off => {
-            return Err(StorageError(format!(
-                "The stored token is encrypted with storage key '{kid}', but no storage keys are configured on this Keycloak node."
-            )));
+            return Err(StorageError(
+                format!(
+                    "The stored token is encrypted with storage key '{kid}', but no storage keys are configured on this Keycloak node."
+                ),
+                ErrorCode::StorageKeyError,
+            ));
         }
         KeyState::Failed(why) => return Err(failed(why)),
     };
     let Some(key) = ring.key(kid) else {
-        return Err(StorageError(format!(
-            "The stored token is encrypted with storage key '{kid}', which is not among this node's storage keys ({}).",
-            ring.kids().join(", ")
-        )));
+        return Err(StorageError(
+            format!(
+                "The stored token is encrypted with storage key '{kid}', which is not among this node's storage keys ({}).",
+                ring.kids().join(", ")
+            ),
+            ErrorCode::StorageKeyError,
+        ));
     };
     let Some(b) = b else {
         return Err(StorageError(
             "The request names no row (binding alias and subject) to decrypt the stored token for.".into(),
+            ErrorCode::StorageKeyError,
         ));
     };
-    check_binding(b)?;
-    let blob = URL_SAFE_NO_PAD
-        .decode(body)
-        .ok()
-        .filter(|v| v.len() >= NONCE_LEN + TAG_LEN)
-        .ok_or_else(|| StorageError("The stored token is an encrypted value (ftk1) that is malformed.".into()))?;
+    if b.alias.is_empty() || b.subject.is_empty() {
+        return Err(StorageError(
+            "The request names no row (binding alias and subject) to decrypt the stored token for.".into(),
+            ErrorCode::StorageKeyError,
+        ));
+    }
+    let blob = URL_SAFE_NO_PAD.decode(body).map_err(|_| malformed(format))?;
     let cipher = Aes256Gcm::new_from_slice(key.key.as_slice())
-        .map_err(|_| StorageError("The storage key cannot be used.".into()))?;
-    let aad = aad(kid, b);
-    let plain = cipher
-        .decrypt(Nonce::from_slice(&blob[..NONCE_LEN]), Payload { msg: &blob[NONCE_LEN..], aad: &aad })
-        .map_err(|_| {
-            StorageError(format!(
+        .map_err(|_| StorageError("The storage key cannot be used.".into(), ErrorCode::StorageKeyError))?;
+    let undecryptable = || {
+        StorageError(
+            format!(
                 "The stored token could not be decrypted with storage key '{kid}': the key is not the one it was encrypted with, \
                  or the value was altered or belongs to another user or identity provider."
-            ))
-        })?;
-    String::from_utf8(plain).map_err(|_| StorageError("The decrypted stored token is not UTF-8 text.".into()))
+            ),
+            ErrorCode::StorageKeyError,
+        )
+    };
+    let (aad, ct, rewrap) = if format == FORMAT_V1 {
+        if blob.len() < NONCE_LEN + TAG_LEN {
+            return Err(malformed(format));
+        }
+        (aad_v1(kid, b), &blob[..], true)
+    } else {
+        if blob.len() < KCV_LEN + ROW_TAG_LEN + NONCE_LEN + TAG_LEN {
+            return Err(malformed(format));
+        }
+        let (kcv, rest) = blob.split_at(KCV_LEN);
+        let (tag, ct) = rest.split_at(ROW_TAG_LEN);
+        if kcv != key_check(key) {
+            return Err(undecryptable());
+        }
+        let exact = aad_v2(kid, b);
+        if tag == row_tag(key, &exact) {
+            (exact, ct, false)
+        } else {
+            // Sealed at a first login, before the Keycloak user existed (user ""): opens for
+            // that realm, alias and subject, and is sealed with the user on the next write.
+            let pending = Binding { user: String::new(), ..b.clone() };
+            let pending_aad = aad_v2(kid, &pending);
+            if !b.user.is_empty() && tag == row_tag(key, &pending_aad) {
+                (pending_aad, ct, true)
+            } else {
+                return Err(StorageError(
+                    "The stored token is encrypted for another row (another realm, Keycloak user, identity provider or user at \
+                     the identity provider) than the one it was read from: it was moved or copied in the database and is not \
+                     used. The user signs in through the identity provider again to replace it."
+                        .into(),
+                    ErrorCode::StorageBindingMismatch,
+                ));
+            }
+        }
+    };
+    let plain = cipher
+        .decrypt(Nonce::from_slice(&ct[..NONCE_LEN]), Payload { msg: &ct[NONCE_LEN..], aad: &aad })
+        .map_err(|_| undecryptable())?;
+    let plain = String::from_utf8(plain).map_err(|_| {
+        StorageError("The decrypted stored token is not UTF-8 text.".into(), ErrorCode::StorageKeyError)
+    })?;
+    Ok(Opened { plain, rewrap })
+}
+
+/// While encrypting, a plain value in a row is refused unless plain rows are allowed
+/// (`allow-plaintext`, a migration window); empty rows are no token at all.
+fn refuse_plaintext(state: &KeyState, stored: &str) -> Result<(), StorageError> {
+    if let KeyState::Ready(r) = state {
+        if r.encrypting() && !r.allow_plaintext && !stored.is_empty() && !is_sealed(stored) {
+            return Err(StorageError(
+                "The stored token of this row is not encrypted, but storage encryption is on: it is refused (a plain value \
+                 may have been written by someone else than Keycloak). During a migration, allow plain rows with \
+                 --spi-admin-realm-restapi-extension--fresh-token-storage--allow-plaintext=true and convert them with \
+                 POST /admin/realms/{realm}/fresh-token-storage/encrypt."
+                    .into(),
+                ErrorCode::StoragePlaintextRow,
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn failed(why: &str) -> StorageError {
-    StorageError(format!(
-        "The storage keys of this Keycloak node could not be loaded at start-up ({why}); no stored token is read or written."
-    ))
+    StorageError(
+        format!(
+            "The storage keys of this Keycloak node could not be loaded at start-up ({why}); no stored token is read or written."
+        ),
+        ErrorCode::StorageKeyError,
+    )
 }
 
 fn storage_err(e: StorageError, diag: Vec<String>) -> Answer {
-    err_answer(ErrorCode::StorageKeyError, e.0, None, None, diag)
+    err_answer(e.1, e.0, None, None, diag)
 }
 
 /// The value as it is to be stored now: sealed with the first key while encrypting, plain
@@ -343,6 +519,7 @@ pub fn storage_form(state: &KeyState, b: Option<&Binding>, plain: &str) -> Resul
             let Some(b) = b else {
                 return Err(StorageError(
                     "The request names no row (binding alias and subject) to bind the stored token to.".into(),
+                    ErrorCode::StorageKeyError,
                 ));
             };
             seal(r, b, plain)
@@ -363,18 +540,23 @@ pub fn around(state: &KeyState, req: &mut Request, op: impl FnOnce(&Request) -> 
     if matches!(state, KeyState::Ready(r) if r.encrypting()) && !bound {
         return err_answer(
             ErrorCode::InternalError,
-            "Storage encryption is on, but the request names no row (binding alias and subject).",
+            "Storage encryption is on, but the request names no row (binding realm, alias and subject).",
             None,
             None,
             vec![],
         );
     }
-    let was_sealed = is_sealed(req.stored.expose());
-    if was_sealed {
-        match open(state, binding.as_ref(), req.stored.expose()) {
-            Ok(plain) => req.stored = crate::secret::TokenValue::new(plain),
+    if let Err(e) = refuse_plaintext(state, req.stored.expose()) {
+        return storage_err(e, vec!["storage: a plain row while encrypting; nothing is written".into()]);
+    }
+    if is_sealed(req.stored.expose()) {
+        match open_row(state, binding.as_ref(), req.stored.expose()) {
+            Ok(o) => req.stored = crate::secret::TokenValue::new(o.plain),
             Err(e) => {
-                return storage_err(e, vec!["storage: the stored token could not be opened; nothing is written".into()]);
+                return storage_err(
+                    e,
+                    vec!["storage: the stored token could not be opened; nothing is written".into()],
+                );
             }
         }
     }
@@ -455,15 +637,26 @@ pub fn build_state(k: &KeyringRequest) -> (KeyState, String) {
         Ok(m) => m,
         Err(e) => return fail(format!("storage mode: {e}")),
     };
-    match load_key_file(path).and_then(|(keys, warnings)| Ok((Keyring::new(keys, mode)?, warnings))) {
+    let allow_plaintext = k.allow_plaintext.unwrap_or(false);
+    match load_key_file(path)
+        .and_then(|(keys, warnings)| Ok((Keyring::new(keys, mode)?.allowing_plaintext(allow_plaintext), warnings)))
+    {
         Ok((ring, mut warnings)) => {
             let kids = ring.kids();
             warnings.insert(
                 0,
                 format!("storage: {} key(s) loaded, first key '{}', mode {}", kids.len(), kids[0], mode.as_str()),
             );
+            if allow_plaintext && mode == Mode::Encrypt {
+                warnings.push(
+                    "storage: plain rows are accepted while encrypting (allow-plaintext, a migration window): convert them \
+                     with POST .../fresh-token-storage/encrypt and switch the option off"
+                        .to_string(),
+                );
+            }
             let a = json!({"ok": {"action": "configured",
-                "keyring": {"state": "ready", "mode": mode.as_str(), "primary": kids[0], "kids": kids},
+                "keyring": {"state": "ready", "mode": mode.as_str(), "primary": kids[0], "kids": kids,
+                    "allow_plaintext": allow_plaintext},
                 "diag": warnings}});
             (KeyState::Ready(ring), a.to_string())
         }
@@ -484,32 +677,36 @@ fn fail(why: String) -> (KeyState, String) {
 pub fn convert_op(state: &KeyState, req: &Request) -> String {
     let b = req.binding.as_ref();
     let stored = req.stored.expose();
-    let plain = match open(state, b, stored) {
-        Ok(p) => Zeroizing::new(p),
+    let (plain, rewrap) = match open_row(state, b, stored) {
+        Ok(o) => (Zeroizing::new(o.plain), o.rewrap),
         Err(e) => return storage_err(e, vec![]).to_json(),
     };
     let mut plain = plain;
     let mut diag = Vec::new();
     let mut merged = false;
     if let Some(prev) = req.previous.as_ref().filter(|p| !p.is_empty()) {
-        match open(state, b, prev.expose()) {
-            Ok(prev_plain) => {
-                if let Some(with_rt) = keep_previous_refresh_token(&plain, &prev_plain) {
-                    plain = Zeroizing::new(with_rt);
-                    merged = true;
-                    diag.push("storage: kept the previous refresh token (the new answer has none)".to_string());
+        if refuse_plaintext(state, prev.expose()).is_err() {
+            diag.push("storage: the previous value is plain while encrypting; not merged".to_string());
+        } else {
+            match open(state, b, prev.expose()) {
+                Ok(prev_plain) => {
+                    if let Some(with_rt) = keep_previous_refresh_token(&plain, &prev_plain) {
+                        plain = Zeroizing::new(with_rt);
+                        merged = true;
+                        diag.push("storage: kept the previous refresh token (the new answer has none)".to_string());
+                    }
                 }
+                Err(_) => diag.push("storage: the previous value could not be opened; not merged".to_string()),
             }
-            Err(_) => diag.push("storage: the previous value could not be opened; not merged".to_string()),
         }
     }
     let (out, action) = if req.op == Op::Unseal {
         let action = if is_sealed(stored) { "decrypted" } else { "unchanged" };
         (plain.to_string(), action)
     } else {
-        let already_primary =
-            matches!(state, KeyState::Ready(r) if r.encrypting() && kid_of(stored) == Some(r.primary().kid()));
-        if already_primary && !merged {
+        let already_primary = matches!(state, KeyState::Ready(r) if r.encrypting()
+            && stored.starts_with(PREFIX) && kid_of(stored) == Some(r.primary().kid()));
+        if already_primary && !merged && !rewrap {
             (stored.to_string(), "unchanged")
         } else {
             match storage_form(state, b, &plain) {
@@ -566,7 +763,10 @@ mod tests {
         KeyState::Ready(Keyring::new(keys, Mode::Encrypt).unwrap())
     }
     fn bind(alias: &str, subject: &str) -> Binding {
-        Binding { alias: alias.into(), subject: subject.into() }
+        Binding { alias: alias.into(), subject: subject.into(), realm: "realm-1".into(), user: "user-1".into() }
+    }
+    fn row(realm: &str, user: &str, alias: &str, subject: &str) -> Binding {
+        Binding { alias: alias.into(), subject: subject.into(), realm: realm.into(), user: user.into() }
     }
     const PLAIN: &str = r#"{"access_token":"AT-PLAIN-123","refresh_token":"RT-PLAIN-456","expires_in":3600}"#;
 
@@ -582,7 +782,7 @@ mod tests {
         let s = ring(vec![key("k1", 7)]);
         let b = bind("entra", "oid-1");
         let v = sealed(&s, &b, PLAIN);
-        assert!(v.starts_with("ftk1.k1."), "{v}");
+        assert!(v.starts_with("ftk2.k1."), "{v}");
         assert!(!v.contains("AT-PLAIN") && !v.contains("RT-PLAIN"));
         assert_eq!(open(&s, Some(&b), &v).unwrap(), PLAIN);
     }
@@ -594,8 +794,9 @@ mod tests {
         let a = sealed(&s, &b, PLAIN);
         let c = sealed(&s, &b, PLAIN);
         assert_ne!(a, c);
-        let na = &URL_SAFE_NO_PAD.decode(a.rsplit('.').next().unwrap()).unwrap()[..NONCE_LEN];
-        let nc = &URL_SAFE_NO_PAD.decode(c.rsplit('.').next().unwrap()).unwrap()[..NONCE_LEN];
+        let at = KCV_LEN + ROW_TAG_LEN;
+        let na = &URL_SAFE_NO_PAD.decode(a.rsplit('.').next().unwrap()).unwrap()[at..at + NONCE_LEN];
+        let nc = &URL_SAFE_NO_PAD.decode(c.rsplit('.').next().unwrap()).unwrap()[at..at + NONCE_LEN];
         assert_ne!(na, nc);
     }
 
@@ -605,7 +806,8 @@ mod tests {
         let v = sealed(&s, &bind("entra", "oid-1"), PLAIN);
         for other in [bind("entra", "oid-2"), bind("entra2", "oid-1"), bind("entr", "aoid-1")] {
             let e = open(&s, Some(&other), &v).unwrap_err();
-            assert!(e.0.contains("could not be decrypted with storage key 'k1'"), "{}", e.0);
+            assert_eq!(e.1, ErrorCode::StorageBindingMismatch, "{}", e.0);
+            assert!(e.0.contains("encrypted for another row"), "{}", e.0);
         }
     }
 
@@ -617,13 +819,15 @@ mod tests {
         let mut bytes = URL_SAFE_NO_PAD.decode(v.rsplit('.').next().unwrap()).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        let tampered = format!("ftk1.k1.{}", URL_SAFE_NO_PAD.encode(&bytes));
+        let tampered = format!("ftk2.k1.{}", URL_SAFE_NO_PAD.encode(&bytes));
+        assert_eq!(open(&s, Some(&b), &tampered).unwrap_err().1, ErrorCode::StorageKeyError);
         assert!(open(&s, Some(&b), &tampered).is_err());
         // Same key bytes under another id: the key id is authenticated too.
-        let relabelled = v.replacen("ftk1.k1.", "ftk1.k2.", 1);
+        let relabelled = v.replacen("ftk2.k1.", "ftk2.k2.", 1);
         assert!(open(&s, Some(&b), &relabelled).is_err());
+        assert!(open(&s, Some(&b), "ftk2.k1.").is_err());
         assert!(open(&s, Some(&b), "ftk1.k1.").is_err());
-        assert!(open(&s, Some(&b), "ftk1.k1.!!!").is_err());
+        assert!(open(&s, Some(&b), "ftk2.k1.!!!").is_err());
         assert!(open(&s, Some(&b), "ftk1.").is_err());
     }
 
@@ -645,7 +849,7 @@ mod tests {
         let old = sealed(&ring(vec![key("2025", 1)]), &b, PLAIN);
         let rotated = ring(vec![key("2026", 2), key("2025", 1)]);
         assert_eq!(open(&rotated, Some(&b), &old).unwrap(), PLAIN);
-        assert!(sealed(&rotated, &b, PLAIN).starts_with("ftk1.2026."));
+        assert!(sealed(&rotated, &b, PLAIN).starts_with("ftk2.2026."));
     }
 
     #[test]
@@ -697,7 +901,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("good.keys");
         std::fs::write(&good, "new AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\nold 0202020202020202020202020202020202020202020202020202020202020202\n").unwrap();
-        let (state, a) = build_state(&KeyringRequest { key_file: Some(good.display().to_string()), mode: None });
+        let (state, a) = build_state(&KeyringRequest {
+            key_file: Some(good.display().to_string()),
+            mode: None,
+            allow_plaintext: None,
+        });
         assert!(
             matches!(state, KeyState::Ready(ref r) if r.primary().kid() == "new" && r.mode() == Mode::Encrypt),
             "{a}"
@@ -708,29 +916,39 @@ mod tests {
         let (state, a) = build_state(&KeyringRequest {
             key_file: Some(good.display().to_string()),
             mode: Some("decrypt-only".into()),
+            allow_plaintext: None,
         });
         assert!(matches!(state, KeyState::Ready(ref r) if r.mode() == Mode::DecryptOnly), "{a}");
         let bad = dir.join("bad.keys");
         std::fs::write(&bad, "k1 TOO-SHORT-SECRET\n").unwrap();
-        let (state, a) = build_state(&KeyringRequest { key_file: Some(bad.display().to_string()), mode: None });
+        let (state, a) = build_state(&KeyringRequest {
+            key_file: Some(bad.display().to_string()),
+            mode: None,
+            allow_plaintext: None,
+        });
         assert!(matches!(state, KeyState::Failed(_)));
         let v: Value = serde_json::from_str(&a).unwrap();
         assert_eq!(v["err"]["code"], "storage_key_error");
         assert!(!a.contains("TOO-SHORT-SECRET"), "{a}");
-        let (state, _) =
-            build_state(&KeyringRequest { key_file: Some(dir.join("absent").display().to_string()), mode: None });
+        let (state, _) = build_state(&KeyringRequest {
+            key_file: Some(dir.join("absent").display().to_string()),
+            mode: None,
+            allow_plaintext: None,
+        });
         assert!(matches!(state, KeyState::Failed(_)));
-        let (state, _) =
-            build_state(&KeyringRequest { key_file: Some(good.display().to_string()), mode: Some("sometimes".into()) });
+        let (state, _) = build_state(&KeyringRequest {
+            key_file: Some(good.display().to_string()),
+            mode: Some("sometimes".into()),
+            allow_plaintext: None,
+        });
         assert!(matches!(state, KeyState::Failed(_)));
-        let (state, _) = build_state(&KeyringRequest { key_file: None, mode: None });
+        let (state, _) = build_state(&KeyringRequest { key_file: None, mode: None, allow_plaintext: None });
         assert!(matches!(state, KeyState::Off));
         std::fs::remove_dir_all(&dir).ok();
     }
 
     fn request(op: &str, stored: &str, extra: Value) -> Request {
-        let mut v =
-            json!({"v":1,"op":op,"now":1_764_100_000i64,"stored":stored,"binding":{"alias":"entra","subject":"oid-1"}});
+        let mut v = json!({"v":1,"op":op,"now":1_764_100_000i64,"stored":stored,"binding":{"alias":"entra","subject":"oid-1","realm":"realm-1","user":"user-1"}});
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
             for (k, x) in e {
                 o.insert(k.clone(), x.clone());
@@ -764,7 +982,7 @@ mod tests {
             Answer::Ok(ok)
         });
         let store = store_of(&a).unwrap();
-        assert!(store.starts_with("ftk1.k1.") && !store.contains("AT-NEW"), "{store}");
+        assert!(store.starts_with("ftk2.k1.") && !store.contains("AT-NEW"), "{store}");
         assert_eq!(open(&s, Some(&b), &store).unwrap(), r#"{"access_token":"AT-NEW-789"}"#);
     }
 
@@ -814,7 +1032,7 @@ mod tests {
             e
         });
         let store = store_of(&a).unwrap();
-        assert!(store.starts_with("ftk1.k1.") && !store.contains("RT-ROTATED"), "{store}");
+        assert!(store.starts_with("ftk2.k1.") && !store.contains("RT-ROTATED"), "{store}");
         assert_eq!(open(&s, Some(&b), &store).unwrap(), r#"{"refresh_token":"RT-ROTATED"}"#);
     }
 
@@ -835,7 +1053,7 @@ mod tests {
         let out: Value = serde_json::from_str(&convert_op(&new, &request("seal", &v1, json!({})))).unwrap();
         assert_eq!(out["ok"]["action"], "reencrypted");
         let v2 = out["ok"]["store"].as_str().unwrap().to_string();
-        assert!(v2.starts_with("ftk1.k2."));
+        assert!(v2.starts_with("ftk2.k2."));
         let out: Value = serde_json::from_str(&convert_op(&new, &request("seal", &v2, json!({})))).unwrap();
         assert_eq!(out["ok"]["action"], "unchanged");
         assert_eq!(out["ok"]["store"], v2.as_str());
@@ -854,5 +1072,156 @@ mod tests {
         let m: Value = serde_json::from_str(&merged).unwrap();
         assert_eq!(m["refresh_token"], "RT-PLAIN-456");
         assert_eq!(m["access_token"], "AT-LOGIN");
+    }
+
+    /// A value as format 1 wrote it (before realm and Keycloak user were bound).
+    fn sealed_v1(state: &KeyState, b: &Binding, plain: &str) -> String {
+        let KeyState::Ready(r) = state else { panic!("no ring") };
+        let key = r.primary();
+        let cipher = Aes256Gcm::new_from_slice(key.key.as_slice()).unwrap();
+        let nonce = [9u8; NONCE_LEN];
+        let ct = cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: &aad_v1(&key.kid, b) })
+            .unwrap();
+        format!("{PREFIX_V1}{}.{}", key.kid, URL_SAFE_NO_PAD.encode([&nonce[..], &ct[..]].concat()))
+    }
+
+    #[test]
+    fn format_1_values_still_open_and_the_next_write_seals_them_in_format_2() {
+        let s = ring(vec![key("k1", 7)]);
+        let b = bind("entra", "oid-1");
+        let old = sealed_v1(&s, &b, PLAIN);
+        let o = open_row(&s, Some(&b), &old).unwrap();
+        assert_eq!(o.plain, PLAIN);
+        assert!(o.rewrap, "format 1 is sealed again");
+        // The bulk encrypt rewraps it even though its key is the first one.
+        let out: Value = serde_json::from_str(&convert_op(&s, &request("seal", &old, json!({})))).unwrap();
+        assert_eq!(out["ok"]["action"], "reencrypted", "{out}");
+        let v2 = out["ok"]["store"].as_str().unwrap();
+        assert!(v2.starts_with("ftk2.k1."), "{v2}");
+        assert!(!open_row(&s, Some(&b), v2).unwrap().rewrap);
+        // A refresh's write (around) seals in format 2 too.
+        let mut req = request("check", &old, json!({}));
+        let a = around(&s, &mut req, |r| {
+            assert_eq!(r.stored.expose(), PLAIN);
+            Answer::Ok(crate::contract::OkAnswer {
+                action: crate::contract::Action::Refreshed,
+                response: None,
+                store: Some(RedactedJson(PLAIN.into())),
+                upstream_ms: None,
+                expires_at: None,
+                refresh_failure: None,
+                diag: vec![],
+            })
+        });
+        assert!(store_of(&a).unwrap().starts_with("ftk2.k1."));
+    }
+
+    #[test]
+    fn a_value_moved_to_another_realm_or_keycloak_user_is_refused_as_binding_mismatch() {
+        let s = ring(vec![key("k1", 7)]);
+        let v = sealed(&s, &row("realm-a", "user-1", "entra", "oid-1"), PLAIN);
+        assert_eq!(open(&s, Some(&row("realm-a", "user-1", "entra", "oid-1")), &v).unwrap(), PLAIN);
+        for other in [
+            row("realm-b", "user-1", "entra", "oid-1"),
+            row("realm-a", "user-2", "entra", "oid-1"),
+            row("realm-a", "", "entra", "oid-1"),
+        ] {
+            let e = open(&s, Some(&other), &v).unwrap_err();
+            assert_eq!(e.1, ErrorCode::StorageBindingMismatch, "{other:?}: {}", e.0);
+            assert!(!e.0.contains("PLAIN"), "{}", e.0);
+        }
+        // Through `around` (a retrieve): the documented code, status 500, nothing to write.
+        let mut req: Request = serde_json::from_value(json!({"v":1,"op":"retrieve","now":1,"stored":v,
+            "binding":{"alias":"entra","subject":"oid-1","realm":"realm-a","user":"user-2"}}))
+        .unwrap();
+        let a = around(&s, &mut req, |_| panic!("the op must not run"));
+        let Answer::Err(e) = &a else { panic!() };
+        assert_eq!((e.code, e.status), (ErrorCode::StorageBindingMismatch, 500));
+        assert!(e.store.is_none());
+    }
+
+    #[test]
+    fn another_key_under_the_same_id_is_a_key_error_not_a_binding_mismatch() {
+        let b = bind("entra", "oid-1");
+        let v = sealed(&ring(vec![key("k1", 7)]), &b, PLAIN);
+        let e = open(&ring(vec![key("k1", 8)]), Some(&b), &v).unwrap_err();
+        assert_eq!(e.1, ErrorCode::StorageKeyError, "{}", e.0);
+    }
+
+    #[test]
+    fn a_value_sealed_before_the_keycloak_user_existed_opens_for_the_user_and_is_resealed() {
+        let s = ring(vec![key("k1", 7)]);
+        let first_login = row("realm-a", "", "entra", "oid-1");
+        let v = sealed(&s, &first_login, PLAIN);
+        let o = open_row(&s, Some(&row("realm-a", "user-1", "entra", "oid-1")), &v).unwrap();
+        assert_eq!(o.plain, PLAIN);
+        assert!(o.rewrap);
+        // Still bound to realm, alias and subject.
+        for other in [row("realm-b", "user-1", "entra", "oid-1"), row("realm-a", "user-1", "entra", "oid-2")] {
+            assert_eq!(open(&s, Some(&other), &v).unwrap_err().1, ErrorCode::StorageBindingMismatch);
+        }
+        let mut req = request("seal", &v, json!({}));
+        req.binding = Some(row("realm-a", "user-1", "entra", "oid-1"));
+        let out: Value = serde_json::from_str(&convert_op(&s, &req)).unwrap();
+        assert_eq!(out["ok"]["action"], "reencrypted", "{out}");
+        let bound = out["ok"]["store"].as_str().unwrap();
+        assert!(!open_row(&s, Some(&row("realm-a", "user-1", "entra", "oid-1")), bound).unwrap().rewrap);
+        assert_eq!(
+            open(&s, Some(&row("realm-a", "user-2", "entra", "oid-1")), bound).unwrap_err().1,
+            ErrorCode::StorageBindingMismatch
+        );
+    }
+
+    #[test]
+    fn a_plain_row_while_encrypting_is_refused_unless_plain_rows_are_allowed() {
+        let s = ring(vec![key("k1", 7)]);
+        let mut req = request("retrieve", PLAIN, json!({}));
+        let a = around(&s, &mut req, |_| panic!("the op must not run"));
+        let Answer::Err(e) = &a else { panic!() };
+        assert_eq!((e.code, e.status), (ErrorCode::StoragePlaintextRow, 500));
+        assert!(e.store.is_none());
+        assert!(e.error_description.contains("allow-plaintext"), "{}", e.error_description);
+        // The conversion itself (bulk encrypt, login) still seals plain values.
+        let out: Value = serde_json::from_str(&convert_op(&s, &request("seal", PLAIN, json!({})))).unwrap();
+        assert_eq!(out["ok"]["action"], "encrypted");
+        // A plain previous value is not merged into a new login answer.
+        let login = r#"{"access_token":"AT-LOGIN","expires_in":60}"#;
+        let out: Value =
+            serde_json::from_str(&convert_op(&s, &request("seal", login, json!({"previous": PLAIN})))).unwrap();
+        let m: Value = serde_json::from_str(
+            &open(&s, Some(&bind("entra", "oid-1")), out["ok"]["store"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert!(m.get("refresh_token").is_none(), "{m}");
+        // Empty rows are no token, not a plain one.
+        let mut empty = request("check", "", json!({}));
+        let a = around(&s, &mut empty, crate::retrieve::handle);
+        assert!(!matches!(a, Answer::Err(ref e) if e.code == ErrorCode::StoragePlaintextRow));
+        // Allowed (migration window) and decrypt-only: plain rows are used.
+        for state in [
+            KeyState::Ready(Keyring::new(vec![key("k1", 7)], Mode::Encrypt).unwrap().allowing_plaintext(true)),
+            KeyState::Ready(Keyring::new(vec![key("k1", 7)], Mode::DecryptOnly).unwrap()),
+        ] {
+            let mut req = request("check", PLAIN, json!({}));
+            let a = around(&state, &mut req, crate::retrieve::handle);
+            assert!(matches!(a, Answer::Ok(_)), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn allow_plaintext_is_read_from_the_keyring_request() {
+        let dir = std::env::temp_dir().join(format!("ftk-atrest-allow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("k.keys");
+        std::fs::write(&f, "k1 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n").unwrap();
+        let path = Some(f.display().to_string());
+        let (state, a) =
+            build_state(&KeyringRequest { key_file: path.clone(), mode: None, allow_plaintext: Some(true) });
+        assert!(matches!(state, KeyState::Ready(ref r) if r.allows_plaintext()), "{a}");
+        assert!(a.contains("\"allow_plaintext\":true"), "{a}");
+        let (state, _) = build_state(&KeyringRequest { key_file: path, mode: None, allow_plaintext: None });
+        assert!(matches!(state, KeyState::Ready(ref r) if !r.allows_plaintext()));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

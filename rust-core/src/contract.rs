@@ -56,6 +56,10 @@ pub struct Request {
     /// one keeps (contract 1 addition).
     #[serde(default)]
     pub previous: Option<TokenValue>,
+    /// `trust` op only: the PEM bundle (Keycloak's truststore), handed over in memory
+    /// (contract 1 addition).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
 
 /// `"resource": {"scope": …, "refresh_scope": …}`.
@@ -114,6 +118,8 @@ pub enum Op {
     Seal,
     /// The stored value plain (rollback).
     Unseal,
+    /// Hands a PEM bundle of extra trusted roots (`ca_pem`) to the core, in memory.
+    Trust,
 }
 
 /// What the app may see and when to refresh. Every field may be absent or null; the
@@ -178,10 +184,15 @@ pub struct IdpConfig {
     pub max_attempts: Option<u32>,
     #[serde(default)]
     pub deadline_ms: Option<u64>,
-    /// Path of a PEM bundle of extra trusted root certificates, added to the default roots
-    /// (contract 1 addition). Absent or `""`: default roots only.
+    /// A PEM bundle of extra trusted root certificates (the text itself, handed over in
+    /// memory: no file), added to the default roots (contract 1 addition; replaces the
+    /// former `ca_file` path). Absent or `""`: default roots only.
     #[serde(default)]
-    pub ca_file: Option<String>,
+    pub ca_pem: Option<String>,
+    /// Or: the SHA-256 (hex) of a bundle handed over before with op `trust` (Java sends
+    /// Keycloak's truststore once per process that way, not on every call).
+    #[serde(default)]
+    pub ca_sha256: Option<String>,
     /// Absent: proxy from the environment; `""`: no proxy; a URL: every request of this
     /// call through that proxy (contract 1 addition).
     #[serde(default)]
@@ -242,7 +253,8 @@ impl IdpConfig {
     pub fn transport(&self) -> crate::http::Transport<'_> {
         crate::http::Transport {
             connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms()),
-            ca_file: self.ca_file.as_deref(),
+            ca_pem: self.ca_pem.as_deref(),
+            ca_sha256: self.ca_sha256.as_deref(),
             proxy_url: self.proxy_url.as_ref().map(crate::secret::SecretValue::expose),
         }
     }

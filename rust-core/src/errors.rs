@@ -29,6 +29,13 @@ pub enum ErrorCode {
     /// The stored token is encrypted and cannot be opened (no, unknown or wrong key), or the
     /// storage keys could not be loaded. Nothing is written.
     StorageKeyError,
+    /// The stored token is encrypted for another row (realm, Keycloak user, IdP alias or
+    /// user at the IdP) than the one it was read from: a database writer moved or copied it.
+    /// It is not used; nothing is written.
+    StorageBindingMismatch,
+    /// Storage encryption is on and the row holds a plain value, which is refused unless the
+    /// operator allows plain rows (`allow-plaintext`, a migration window). Nothing is written.
+    StoragePlaintextRow,
 }
 
 impl ErrorCode {
@@ -39,7 +46,10 @@ impl ErrorCode {
             ErrorCode::AdminActionRequired | ErrorCode::Forbidden => 403,
             ErrorCode::RetryLater | ErrorCode::NativeUnavailable => 503,
             ErrorCode::IdpMisconfigured | ErrorCode::UpstreamError => 502,
-            ErrorCode::InternalError | ErrorCode::StorageKeyError => 500,
+            ErrorCode::InternalError
+            | ErrorCode::StorageKeyError
+            | ErrorCode::StorageBindingMismatch
+            | ErrorCode::StoragePlaintextRow => 500,
         }
     }
 
@@ -55,6 +65,8 @@ impl ErrorCode {
             ErrorCode::NativeUnavailable => "native_unavailable",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::StorageKeyError => "storage_key_error",
+            ErrorCode::StorageBindingMismatch => "storage_binding_mismatch",
+            ErrorCode::StoragePlaintextRow => "storage_plaintext_row",
         }
     }
 
@@ -79,6 +91,8 @@ impl ErrorCode {
             ErrorCode::NativeUnavailable => "The native core is not available.",
             ErrorCode::InternalError => "Internal error in the fresh-token core.",
             ErrorCode::StorageKeyError => "The stored token cannot be decrypted with this node's storage keys.",
+            ErrorCode::StorageBindingMismatch => "The stored token belongs to another row and is not used.",
+            ErrorCode::StoragePlaintextRow => "The stored token is not encrypted while storage encryption is on.",
         }
     }
 }
@@ -445,6 +459,8 @@ mod tests {
             (NativeUnavailable, 503),
             (InternalError, 500),
             (StorageKeyError, 500),
+            (StorageBindingMismatch, 500),
+            (StoragePlaintextRow, 500),
         ];
         for (code, status) in table {
             assert_eq!(code.status(), status, "{}", code.as_str());

@@ -5,11 +5,12 @@
 //! created lazily and kept for the life of the process (so connections are pooled across
 //! calls). Proxies come from the environment (`HTTPS_PROXY`, `NO_PROXY`, …) as reqwest
 //! does by default, unless the request names one or none; TLS is rustls with the
-//! platform's root certificates plus, optionally, the certificates of a PEM bundle.
+//! platform's root certificates plus, optionally, the certificates of a PEM bundle handed over
+//! in the request (`idp.ca_pem`: in memory, never a file another local user could plant).
 
 use std::collections::HashMap;
 use std::io::Read as _;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
@@ -26,14 +27,16 @@ static CLIENTS: LazyLock<Mutex<HashMap<ClientKey, Client>>> = LazyLock::new(|| M
 const MAX_CLIENTS: usize = 32;
 
 /// A PEM bundle larger than this is refused (a real bundle is a few hundred KB).
-const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_CA_PEM_BYTES: usize = 16 * 1024 * 1024;
 
 /// How requests leave the process: which pooled client to use.
 #[derive(Clone, Copy)]
 pub struct Transport<'a> {
     pub connect_timeout: Duration,
-    /// Path of a PEM bundle of extra trusted roots, added to the default ones.
-    pub ca_file: Option<&'a str>,
+    /// A PEM bundle (the text) of extra trusted roots, added to the default ones.
+    pub ca_pem: Option<&'a str>,
+    /// Or: the SHA-256 (hex) of a bundle handed over before with the `trust` op.
+    pub ca_sha256: Option<&'a str>,
     /// `None`: proxy from the environment; `Some("")`: no proxy; `Some(url)`: that proxy.
     pub proxy_url: Option<&'a str>,
 }
@@ -48,23 +51,24 @@ impl std::fmt::Debug for Transport<'_> {
         };
         f.debug_struct("Transport")
             .field("connect_timeout", &self.connect_timeout)
-            .field("ca_file", &self.ca_file)
+            .field("ca_pem_bytes", &self.ca_pem.map(str::len))
+            .field("ca_sha256", &self.ca_sha256)
             .field("proxy", &proxy)
             .finish()
     }
 }
 
-/// The pool key: connect timeout, CA file path and the SHA-256 of its contents (so a
-/// re-exported truststore gets a new client), proxy setting.
+/// The pool key: connect timeout, SHA-256 of the CA bundle (so another truststore gets a new
+/// client), proxy setting.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
     connect_timeout_ms: u64,
-    ca_file: Option<(String, [u8; 32])>,
+    ca_pem: Option<[u8; 32]>,
     proxy_url: Option<String>,
 }
 
-/// A local configuration problem found before any network call (unreadable CA bundle,
-/// unusable proxy URL). The text names the problem and the CA file path, never a secret.
+/// A local configuration problem found before any network call (unusable CA bundle,
+/// unusable proxy URL). The text names the problem, never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportError(pub String);
 
@@ -156,27 +160,80 @@ pub fn read_ca_bundle(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     Ok(ders)
 }
 
-fn read_ca_file(path: &str) -> Result<(Vec<Vec<u8>>, [u8; 32]), TransportError> {
-    let bad = |what: String| TransportError(format!("The CA certificate file '{path}' cannot be used: {what}."));
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    if meta.len() > MAX_CA_FILE_BYTES {
-        return Err(bad(format!("it is larger than {MAX_CA_FILE_BYTES} bytes")));
-    }
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let ders = read_ca_bundle(&bytes).map_err(bad)?;
-    Ok((ders, Sha256::digest(&bytes).into()))
+fn bad_ca(what: impl std::fmt::Display) -> TransportError {
+    TransportError(format!("The CA certificates (Keycloak's truststore, idp.ca_pem) cannot be used: {what}."))
 }
 
-/// The pooled client for this transport, built on first use. Reads (and checks) the CA
-/// file on every call, so a broken file is reported before any network call.
+/// Bundles handed over with the `trust` op (Java does it once per process: Keycloak's
+/// truststore), by the SHA-256 of their text; requests name one with `idp.ca_sha256` so the
+/// bundle does not cross JNI on every call. In memory only.
+/// DER certificates of one bundle.
+type Roots = Arc<Vec<Vec<u8>>>;
+
+static TRUSTED: LazyLock<Mutex<HashMap<[u8; 32], Roots>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+const MAX_TRUSTED: usize = 8;
+
+fn digest_hex(d: &[u8; 32]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex_digest(h: &str) -> Option<[u8; 32]> {
+    let h = h.trim();
+    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The `trust` op: checks a PEM bundle and keeps its certificates in memory; answers the
+/// SHA-256 (hex) that requests name as `idp.ca_sha256`, and the number of certificates.
+pub fn trust(pem: &str) -> Result<(String, usize), TransportError> {
+    if pem.len() > MAX_CA_PEM_BYTES {
+        return Err(bad_ca(format_args!("it is larger than {MAX_CA_PEM_BYTES} bytes")));
+    }
+    let ders = read_ca_bundle(pem.as_bytes()).map_err(bad_ca)?;
+    let digest: [u8; 32] = Sha256::digest(pem.as_bytes()).into();
+    let n = ders.len();
+    let mut map = TRUSTED.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= MAX_TRUSTED && !map.contains_key(&digest) {
+        map.clear();
+    }
+    map.insert(digest, Arc::new(ders));
+    Ok((digest_hex(&digest), n))
+}
+
+/// The extra roots of a transport and their digest (the pool key part).
+fn extra_roots(t: &Transport<'_>) -> Result<Option<([u8; 32], Roots)>, TransportError> {
+    if let Some(pem) = t.ca_pem.filter(|p| !p.trim().is_empty()) {
+        if pem.len() > MAX_CA_PEM_BYTES {
+            return Err(bad_ca(format_args!("it is larger than {MAX_CA_PEM_BYTES} bytes")));
+        }
+        let digest: [u8; 32] = Sha256::digest(pem.as_bytes()).into();
+        let ders = match TRUSTED.lock().unwrap_or_else(|p| p.into_inner()).get(&digest) {
+            Some(d) => Arc::clone(d),
+            None => Arc::new(read_ca_bundle(pem.as_bytes()).map_err(bad_ca)?),
+        };
+        return Ok(Some((digest, ders)));
+    }
+    let Some(hex) = t.ca_sha256.filter(|h| !h.trim().is_empty()) else { return Ok(None) };
+    let digest = parse_hex_digest(hex).ok_or_else(|| bad_ca("idp.ca_sha256 is not a SHA-256 in hex"))?;
+    match TRUSTED.lock().unwrap_or_else(|p| p.into_inner()).get(&digest) {
+        Some(d) => Ok(Some((digest, Arc::clone(d)))),
+        None => Err(bad_ca("the bundle named by idp.ca_sha256 was not handed to this core (op trust)")),
+    }
+}
+
+/// The pooled client for this transport, built on first use. A CA bundle that cannot be
+/// used never gets a client, so it is reported on every call before any network call.
 pub fn client(t: &Transport<'_>) -> Result<Client, TransportError> {
-    let ca = match t.ca_file.map(str::trim).filter(|p| !p.is_empty()) {
-        Some(path) => Some((path, read_ca_file(path)?)),
-        None => None,
-    };
+    let ca = extra_roots(t)?;
     let key = ClientKey {
         connect_timeout_ms: t.connect_timeout.as_millis() as u64,
-        ca_file: ca.as_ref().map(|(p, (_, digest))| ((*p).to_string(), *digest)),
+        ca_pem: ca.as_ref().map(|(d, _)| *d),
         proxy_url: t.proxy_url.map(|p| p.trim().to_string()),
     };
     let mut map = CLIENTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -188,9 +245,9 @@ pub fn client(t: &Transport<'_>) -> Result<Client, TransportError> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(USER_AGENT)
         .pool_idle_timeout(Duration::from_secs(60));
-    if let Some((_, (ders, _))) = &ca {
+    if let Some((_, ders)) = &ca {
         let mut certs = Vec::with_capacity(ders.len());
-        for der in ders {
+        for der in ders.iter() {
             certs.push(
                 reqwest::Certificate::from_der(der)
                     .map_err(|e| TransportError(format!("A CA certificate cannot be used: {}.", chain(&e))))?,
@@ -364,10 +421,32 @@ mod tests {
     fn debug_of_transport_never_shows_the_proxy_url() {
         let t = Transport {
             connect_timeout: Duration::from_secs(1),
-            ca_file: None,
+            ca_pem: Some("-----BEGIN CERTIFICATE-----\nCA-SAMPLE\n"),
+            ca_sha256: None,
             proxy_url: Some("http://u:PROXY-PASS@p:3128"),
         };
         assert!(!format!("{t:?}").contains("PROXY-PASS"));
+        assert!(!format!("{t:?}").contains("CA-SAMPLE"));
+    }
+
+    const CA: &str = include_str!("../tests/fixtures/ca.pem");
+
+    #[test]
+    fn a_bundle_handed_over_with_trust_is_found_by_its_digest_and_an_unknown_digest_is_refused() {
+        let (hex, n) = trust(CA).unwrap();
+        assert_eq!((hex.len(), n), (64, 1));
+        let t = |d| Transport {
+            connect_timeout: Duration::from_secs(1),
+            ca_pem: None,
+            ca_sha256: Some(d),
+            proxy_url: Some(""),
+        };
+        assert!(client(&t(&hex)).is_ok());
+        let unknown = "0".repeat(64);
+        let e = client(&t(&unknown)).err().unwrap().0;
+        assert!(e.contains("not handed to this core"), "{e}");
+        assert!(client(&t("not-hex")).err().unwrap().0.contains("not a SHA-256"));
+        assert!(trust("/etc/ssl/certs/ca-certificates.crt").is_err(), "a path is not a bundle: no file is read");
     }
 
     fn post(url: &str, timeout_ms: u64) -> Result<HttpResponse, HttpFailure> {

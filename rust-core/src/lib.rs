@@ -37,6 +37,7 @@ pub fn call(request_json: &str) -> String {
     match serde_json::from_str::<Request>(request_json) {
         Ok(mut req) => match req.op {
             contract::Op::Keyring | contract::Op::Seal | contract::Op::Unseal => atrest::handle_op(&req),
+            contract::Op::Trust => trust_op(&req),
             // No stored token involved: storage keys do not matter.
             contract::Op::AppToken => retrieve::handle(&req).to_json(),
             // Every op that reads `stored` runs inside `around`: opened before, sealed after.
@@ -51,6 +52,22 @@ pub fn call(request_json: &str) -> String {
             let description = format!("The request {what} (line {}, column {}).", e.line(), e.column());
             retrieve::err_answer(ErrorCode::InternalError, description, None, None, vec![]).to_json()
         }
+    }
+}
+
+/// `trust`: `{"ok":{"action":"trusted","ca_sha256":"<hex>","certificates":N,"diag":[]}}`, or
+/// `idp_misconfigured` when the bundle holds no usable certificate.
+fn trust_op(req: &Request) -> String {
+    if req.v != contract::CONTRACT_VERSION {
+        return retrieve::err_answer(ErrorCode::InternalError, "Unsupported contract version.", None, None, vec![])
+            .to_json();
+    }
+    match http::trust(req.ca_pem.as_deref().unwrap_or("")) {
+        Ok((sha, n)) => {
+            serde_json::json!({"ok": {"action": "trusted", "ca_sha256": sha, "certificates": n, "diag": []}})
+                .to_string()
+        }
+        Err(e) => retrieve::err_answer(ErrorCode::IdpMisconfigured, e.0, None, None, vec![]).to_json(),
     }
 }
 

@@ -58,7 +58,7 @@ pub fn handle(req: &Request) -> Answer {
     if req.op == Op::AppToken {
         return crate::app::handle(req);
     }
-    if matches!(req.op, Op::Keyring | Op::Seal | Op::Unseal) {
+    if matches!(req.op, Op::Keyring | Op::Seal | Op::Unseal | Op::Trust) {
         return err_answer(ErrorCode::InternalError, "Storage ops are not token retrievals.", None, None, vec![]);
     }
     let stored = match StoredToken::parse(req.stored.expose()) {

@@ -118,10 +118,10 @@ async fn status_429_with_retry_after_is_retry_later_and_no_second_call_inside_th
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bad_ca_file_is_idp_misconfigured_without_a_call() {
+async fn bad_ca_pem_is_idp_misconfigured_without_a_call() {
     let server = MockServer::start().await;
     let mut r: Value = serde_json::from_str(&request(&server, NOW, SECRET, "app-ca")).unwrap();
-    r["idp"]["ca_file"] = json!("/nonexistent/ca.pem");
+    r["idp"]["ca_pem"] = json!("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n");
     let a = call(r.to_string()).await;
     assert_eq!(a["err"]["code"], "idp_misconfigured", "{a}");
     assert!(a["err"].get("upstream_ms").is_none(), "{a}");

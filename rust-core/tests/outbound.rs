@@ -1,4 +1,4 @@
-//! Outbound HTTP like Keycloak's: extra CA roots (`idp.ca_file`) and the proxy setting
+//! Outbound HTTP like Keycloak's: extra CA roots (`idp.ca_pem`, in memory) and the proxy setting
 //! (`idp.proxy_url`), through `call()`.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -59,6 +59,10 @@ fn read_request(stream: &mut impl std::io::Read) -> (String, String) {
     (head, String::from_utf8(body).unwrap())
 }
 
+fn ca_pem() -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/ca.pem")).unwrap()
+}
+
 fn http_ok(body: &str) -> String {
     format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -67,39 +71,35 @@ fn http_ok(body: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unusable_ca_file_is_idp_misconfigured_without_a_network_call() {
+async fn unusable_ca_pem_is_idp_misconfigured_without_a_network_call() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_string(token_body()))
         .expect(0)
         .mount(&server)
         .await;
-    let dir = std::env::temp_dir().join(format!("ftc-ca-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let garbage = dir.join("garbage.pem");
-    std::fs::write(&garbage, "this is not PEM").unwrap();
-    let broken = dir.join("broken.pem");
-    std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n").unwrap();
-    let key_only = format!("{FIXTURES}/leaf.key.pem");
-    let missing = dir.join("missing.pem");
-    for (path, words) in [
-        (missing.to_str().unwrap().to_string(), "No such file"),
-        (garbage.to_str().unwrap().to_string(), "no PEM certificate"),
-        (broken.to_str().unwrap().to_string(), "not a valid X.509 certificate"),
-        (key_only.clone(), "no PEM certificate"),
-        (dir.to_str().unwrap().to_string(), "cannot be used"),
+    let key_only = std::fs::read_to_string(format!("{FIXTURES}/leaf.key.pem")).unwrap();
+    // A path is not a bundle: the core never opens a file named in the request.
+    let path = format!("{FIXTURES}/ca.pem");
+    for (pem, words) in [
+        ("this is not PEM".to_string(), "no PEM certificate"),
+        (
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n".to_string(),
+            "not a valid X.509 certificate",
+        ),
+        (key_only, "no PEM certificate"),
+        (path, "no PEM certificate"),
     ] {
-        let a = call_async(request(&format!("{}/token", server.uri()), json!({"ca_file": path}))).await;
-        assert_eq!(a["err"]["code"], "idp_misconfigured", "{path}: {a}");
+        let a = call_async(request(&format!("{}/token", server.uri()), json!({"ca_pem": pem}))).await;
+        assert_eq!(a["err"]["code"], "idp_misconfigured", "{a}");
         let d = a["err"]["error_description"].as_str().unwrap();
-        assert!(d.contains(&path) && d.contains(words), "{path}: {d}");
+        assert!(d.contains("idp.ca_pem") && d.contains(words), "{d}");
         assert!(!a.to_string().contains("PRIVATE KEY"), "{a}");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn usable_ca_file_and_empty_proxy_url_still_reach_a_plain_http_token_url() {
+async fn usable_ca_pem_and_empty_proxy_url_still_reach_a_plain_http_token_url() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -108,7 +108,7 @@ async fn usable_ca_file_and_empty_proxy_url_still_reach_a_plain_http_token_url()
         .expect(1)
         .mount(&server)
         .await;
-    let extra = json!({"ca_file": format!("{FIXTURES}/ca.pem"), "proxy_url": ""});
+    let extra = json!({"ca_pem": ca_pem(), "proxy_url": ""});
     let a = call_async(request(&format!("{}/token", server.uri()), extra)).await;
     assert_eq!(a["ok"]["action"], "refreshed", "{a}");
 }
@@ -175,14 +175,14 @@ fn tls_server() -> (String, std::thread::JoinHandle<bool>) {
 }
 
 #[test]
-fn https_token_url_with_a_private_ca_needs_the_ca_file() {
+fn https_token_url_with_a_private_ca_needs_the_ca_pem() {
     let (url, server) = tls_server();
     let a = call(&request(&url, json!({"proxy_url": ""})));
     assert_eq!(a["err"]["code"], "idp_misconfigured", "{a}");
     assert!(!server.join().unwrap());
 
     let (url, server) = tls_server();
-    let a = call(&request(&url, json!({"proxy_url": "", "ca_file": format!("{FIXTURES}/ca.pem")})));
+    let a = call(&request(&url, json!({"proxy_url": "", "ca_pem": ca_pem()})));
     assert_eq!(a["ok"]["action"], "refreshed", "{a}");
     assert!(server.join().unwrap());
 }

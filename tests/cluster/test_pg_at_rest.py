@@ -3,7 +3,7 @@ per-resource and on-behalf-of calls on both nodes, a full `pg_dump` of Keycloak'
 none of the access or refresh tokens the mock issued, while both nodes keep serving them.
 
 The cluster runs with a storage key file (conftest: KEY_FILE), so every row our IdP types
-write is an `ftk1.` value. The dev-mode H2 variant is tests/e2e/test_encryption_at_rest.py."""
+write is an `ftk2.` value. The dev-mode H2 variant is tests/e2e/test_encryption_at_rest.py."""
 from __future__ import annotations
 
 import time
@@ -45,7 +45,7 @@ def test_pg_dump_holds_no_token_the_mock_issued_after_login_refresh_resource_and
     assert all(claims(t)["exp"] > time.time() for t in served[-6:])
 
     rows = _rows(cluster, realm)
-    assert len(rows) == 1 and rows[0].startswith("ftk1.k1."), "the stored row is an encrypted value"
+    assert len(rows) == 1 and rows[0].startswith("ftk2.k1."), "the stored row is an encrypted value"
 
     issued = mock.issued()
     stored_kinds = {k: issued[k] for k in STORED}

@@ -1,5 +1,8 @@
-"""Encryption at rest (issue 5): with storage keys configured, the tokens of our IdP types are
-stored as `ftk1.<kid>.<...>` AES-256-GCM values, from the login on; the dev-mode H2 files never
+"""Encryption at rest (issue 5, issue 11 item 10): with storage keys configured, the tokens of our IdP
+types are stored as `ftk2.<kid>.<...>` AES-256-GCM values bound to realm, Keycloak user, IdP alias and
+user at the IdP, from the login on; a value moved to another user's row is refused
+(`storage_binding_mismatch`), a plain row is refused while encrypting (`storage_plaintext_row`) unless
+plain rows are allowed (`allow-plaintext`); the dev-mode H2 files never
 hold a token issued while the keys were on; plain (stock-format) rows are read and rewritten
 encrypted; a rotated key ring still reads old rows; a wrong or missing key answers
 `storage_key_error` and leaves the row untouched; the documented rollback (mode decrypt-only,
@@ -18,7 +21,7 @@ import uuid
 import pytest
 import requests
 
-from support.at_rest import h2_federated_identities, leaked_tokens, read_tree
+from support.at_rest import h2_federated_identities, h2_link_rows, h2_set_link, leaked_tokens, read_tree
 from support.keycloak import KeycloakAdmin, broker_token_v1
 
 from .conftest import (APP_CLIENT, APP_SECRET, KC_BASE, REDIRECT_URI, ROOT, WORK, MockEntra, entra_idp_config, kc)
@@ -60,10 +63,11 @@ def st(keycloak, mock_entra):
     kc("start")  # leave a fresh Keycloak without keys, as the session fixture expects
 
 
-def _start(keys=None, mode=None, keep=True):
+def _start(keys=None, mode=None, keep=True, allow_plaintext=False):
     kc("stop")
     kc("start", KC_KEEP_DATA="1" if keep else "0", KC_FRESH_TOKEN_KEY_FILE=str(keys or ""),
-       KC_FRESH_TOKEN_KEY_MODE=mode or "", KC_DB_USERNAME=DB_USER, KC_DB_PASSWORD=DB_PASSWORD)
+       KC_FRESH_TOKEN_KEY_MODE=mode or "", KC_FRESH_TOKEN_ALLOW_PLAINTEXT="true" if allow_plaintext else "",
+       KC_DB_USERNAME=DB_USER, KC_DB_PASSWORD=DB_PASSWORD)
     return KeycloakAdmin(KC_BASE)
 
 
@@ -110,6 +114,7 @@ def test_1_without_keys_rows_are_plain_and_the_h2_scan_finds_their_tokens(st, mo
     st.update(realm=realm, bob=bob)
     rows = _stop_and_read_rows(st)
     assert len(rows) == 1 and next(iter(rows.values())).startswith("{"), "a plain stock-format JSON row"
+    st["bob_plain"] = next(iter(rows.values()))
     # The scan works: tokens stored plain are found in the H2 files.
     issued = mock_entra.issued()
     assert leaked_tokens(read_tree(KC_HOME / "data"), {k: issued[k] for k in STORED})
@@ -117,10 +122,12 @@ def test_1_without_keys_rows_are_plain_and_the_h2_scan_finds_their_tokens(st, mo
 
 
 def test_2_with_keys_no_token_issued_for_login_refresh_resource_or_obo_reaches_h2_in_clear(st, mock_entra: MockEntra):
-    admin = _start(st["k1"])
+    # Plain rows are allowed here (the migration window): the stock-format row is used.
+    admin = _start(st["k1"], allow_plaintext=True)
     realm, bob = st["realm"], st["bob"]
     s = _status(admin, realm)
     assert s["node"]["storageEncryption"] == "on" and s["node"]["storageKeyIds"] == "k1"
+    assert s["node"]["storageAllowPlaintext"] == "true"
     assert s["identityProviders"]["entra"]["plain"] == 1
     alice = login(realm, hint=ALICE)
     assert _status(admin, realm)["identityProviders"]["entra"]["encrypted"] == {"k1": 1}, "sealed at login"
@@ -133,11 +140,13 @@ def test_2_with_keys_no_token_issued_for_login_refresh_resource_or_obo_reaches_h
     assert mock_entra.refresh_count() >= before + 3
     s = _status(admin, realm)["identityProviders"]["entra"]
     assert s["plain"] == 0 and s["encrypted"] == {"k1": 2}, s
+    r = admin.request("POST", f"/{realm}/fresh-token-storage/encrypt").json()
+    assert r["totals"] == {"unchanged": 2} and r["plainRemaining"] == 0, r
     since = _since(mock_entra, st["marker"])
     assert len(since["access_tokens"]) >= 5 and len(since["refresh_tokens"]) >= 4
     st["alice"] = alice
     rows = _stop_and_read_rows(st)
-    assert len(rows) == 2 and all(v.startswith("ftk1.k1.") for v in rows.values()), rows
+    assert len(rows) == 2 and all(v.startswith("ftk2.k1.") for v in rows.values()), rows
     assert leaked_tokens(read_tree(KC_HOME / "data"), since) == []
 
 
@@ -153,9 +162,46 @@ def test_3_rotation_reads_rows_of_the_old_key_and_encrypt_rewraps_them(st, mock_
     assert _status(admin, realm)["identityProviders"]["entra"]["encrypted"] == {"k2": 2}
     _assert_fresh(broker_token_v1(KC_BASE, realm, "entra", bob), mock_entra)
     rows = _stop_and_read_rows(st)
-    assert all(v.startswith("ftk1.k2.") for v in rows.values()), rows
+    assert all(v.startswith("ftk2.k2.") for v in rows.values()), rows
     assert leaked_tokens(read_tree(KC_HOME / "data"), _since(mock_entra, st["marker"])) == []
     st["rows"] = rows
+
+
+def _assert_refused(r, code, words):
+    assert r.status_code == 500, r.text
+    body = r.json()
+    assert body["error"] == code, body
+    assert words in body["error_description"], body
+
+
+def test_3b_a_link_moved_to_another_user_and_a_plain_row_are_refused_and_left_untouched(st, mock_entra: MockEntra):
+    """A database writer moves alice's link (user at the IdP and sealed token) onto bob's Keycloak user and
+    writes a plain value into alice's row. Bob is refused with storage_binding_mismatch (not served alice's
+    token), alice with storage_plaintext_row (plain rows not allowed); no refresh token is spent and the
+    moved value stays as it is. POST encrypt then converts the plain row and reports what is left plain."""
+    realm = st["realm"]
+    links = {r["FEDERATED_USERNAME"].split("@")[0]: r for r in h2_link_rows(KC_HOME, DB_USER, DB_PASSWORD)
+             if r["IDENTITY_PROVIDER"] == "entra"}
+    a, b = links["alice"], links["bob"]
+    h2_set_link(KC_HOME, DB_USER, DB_PASSWORD, "entra", b["USER_ID"], a["FEDERATED_USER_ID"], a["TOKEN"])
+    h2_set_link(KC_HOME, DB_USER, DB_PASSWORD, "entra", a["USER_ID"], b["FEDERATED_USER_ID"], st["bob_plain"])
+    admin = _start(st["rotated"])
+    before = mock_entra.refresh_count()
+    moved = broker_token_v1(KC_BASE, realm, "entra", st["bob"])
+    _assert_refused(moved, "storage_binding_mismatch", "encrypted for another row")
+    _assert_refused(_get(realm, st["bob"], scope=GRAPH), "storage_binding_mismatch", "another row")
+    _assert_refused(broker_token_v1(KC_BASE, realm, "entra", st["alice"]), "storage_plaintext_row", "allow-plaintext")
+    assert mock_entra.refresh_count() == before, "no refresh token was spent"
+    assert _status(admin, realm)["identityProviders"]["entra"]["plain"] == 1, "the plain row was not rewritten"
+    r = admin.request("POST", f"/{realm}/fresh-token-storage/encrypt").json()
+    assert r["totals"] == {"encrypted": 1, "failed": 1} and r["plainRemaining"] == 0, r
+    kc("stop")
+    after = {r["USER_ID"]: r for r in h2_link_rows(KC_HOME, DB_USER, DB_PASSWORD)}
+    assert after[b["USER_ID"]]["TOKEN"] == a["TOKEN"], "the moved value is left as it was"
+    assert after[a["USER_ID"]]["TOKEN"].startswith("ftk2.k2.")
+    # Put both links back for the next phases.
+    for row in (a, b):
+        h2_set_link(KC_HOME, DB_USER, DB_PASSWORD, "entra", row["USER_ID"], row["FEDERATED_USER_ID"], row["TOKEN"])
 
 
 def _assert_storage_key_error(r, words):

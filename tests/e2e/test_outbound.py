@@ -9,7 +9,8 @@ import pytest
 from mock_entra.server import start_server
 from support.keycloak import broker_token_v1, browser_login
 
-from .conftest import APP_CLIENT, APP_SECRET, KC_BASE, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET, REDIRECT_URI, TENANT
+from .conftest import (APP_CLIENT, APP_SECRET, KC_BASE, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET, REDIRECT_URI, TENANT,
+                       _current_features, kc_restart)
 from .test_broker_token import claims, login, sleep_until
 
 
@@ -108,3 +109,49 @@ def test_tls_failure_is_idp_misconfigured_and_keeps_the_refresh_token(admin, rea
         assert ok.json()["access_token"] != first["access_token"]
     finally:
         bad.stop()
+
+
+def _ca_files_holding(ca_path: str) -> list:
+    """Files named like the old truststore export in the shared temp folder that hold our test CA."""
+    import base64
+    import glob
+    import os
+    from cryptography import x509
+    der = x509.load_pem_x509_certificate(open(ca_path, "rb").read()).public_bytes(
+        __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER)
+    b64 = base64.b64encode(der).decode()
+    found = []
+    for f in glob.glob(os.path.join("/tmp", "fresh-token-ca*.pem")):
+        try:
+            text = "".join(open(f, encoding="ascii", errors="replace").read().split())
+        except OSError:
+            continue
+        if b64 in text.replace("-----BEGINCERTIFICATE-----", "").replace("-----ENDCERTIFICATE-----", ""):
+            found.append(f)
+    return found
+
+
+def test_truststore_reaches_the_core_in_memory_and_no_file_is_written_to_the_shared_temp_folder(
+        admin, realm, tls_mock, outbound):
+    """Keycloak's truststore goes to the core in the request (`idp.ca_pem`): nothing under
+    java.io.tmpdir (/tmp) that another local user could plant or read, and TLS to the test CA works."""
+    import os
+    for stale in _ca_files_holding(outbound[0].ca):  # ours, from a run of an older build
+        os.remove(stale)
+    # A fresh Keycloak process: a build that exports the truststore does it once per process, at its first IdP call.
+    features = _current_features["value"]
+    kc_restart(**({"KC_FEATURES": features} if features else {}))
+    assert admin.create_idp(realm, "entra-tls-mem", "entra-oidc", {
+        "entraTenant": TENANT, "entraAuthorityHost": tls_mock.base_url, "clientId": MOCK_CLIENT_ID,
+        "clientSecret": MOCK_CLIENT_SECRET, "minValidityToken": "1", "syncMode": "IMPORT"}).status_code == 201
+    _config(tls_mock, access_token_lifetime_s=3)
+    user = browser_login(KC_BASE, realm, "entra-tls-mem", APP_CLIENT, APP_SECRET, redirect_uri=REDIRECT_URI,
+                         verify=outbound[0].ca)
+    first = broker_token_v1(KC_BASE, realm, "entra-tls-mem", user)
+    assert first.status_code == 200, first.text
+    sleep_until(claims(first.json()["access_token"])["exp"] + 1)
+    before = _refreshes(tls_mock)
+    r = broker_token_v1(KC_BASE, realm, "entra-tls-mem", user)
+    assert r.status_code == 200, r.text
+    assert _refreshes(tls_mock) == before + 1, "the refresh went over TLS to the test CA's server"
+    assert _ca_files_holding(outbound[0].ca) == [], "a truststore export was written to the shared temp folder"

@@ -94,3 +94,31 @@ def h2_live_token(kc_home: Path, user: str, password: str, kc_user_id: str, alia
             rows = list(csv.DictReader(f))
         assert len(rows) == 1, rows
         return rows[0]["TOKEN"] or ""
+
+
+def _h2(kc_home: Path, user: str, password: str, sql: str) -> None:
+    jars = sorted((kc_home / "lib" / "lib" / "main").glob("com.h2database.h2-*.jar"))
+    assert jars, f"no H2 jar under {kc_home}"
+    db = kc_home / "data" / "h2" / "keycloakdb"
+    subprocess.run(["java", "-cp", str(jars[-1]), "org.h2.tools.Shell",
+                    "-url", f"jdbc:h2:file:{db};NON_KEYWORDS=VALUE", "-user", user, "-password", password,
+                    "-sql", sql], check=True, capture_output=True, timeout=120)
+
+
+def h2_link_rows(kc_home: Path, user: str, password: str) -> list[dict]:
+    """Every FEDERATED_IDENTITY row (IDENTITY_PROVIDER, USER_ID, FEDERATED_USER_ID, FEDERATED_USERNAME,
+    TOKEN) of the stopped dev-mode H2 database."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.csv"
+        _h2(kc_home, user, password, f"CALL CSVWRITE('{out}', 'SELECT IDENTITY_PROVIDER, USER_ID, FEDERATED_USER_ID, "
+            "FEDERATED_USERNAME, TOKEN FROM FEDERATED_IDENTITY', 'charset=UTF-8')")
+        with out.open(newline="", encoding="utf-8") as f:
+            return [{k: v or "" for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def h2_set_link(kc_home: Path, user: str, password: str, alias: str, user_id: str, federated_user_id: str,
+                token: str) -> None:
+    """What a database writer can do: set the link's user id at the IdP and its stored token."""
+    q = lambda v: "'" + v.replace("'", "''") + "'"  # noqa: E731
+    _h2(kc_home, user, password, f"UPDATE FEDERATED_IDENTITY SET FEDERATED_USER_ID = {q(federated_user_id)}, "
+        f"TOKEN = {q(token)} WHERE IDENTITY_PROVIDER = {q(alias)} AND USER_ID = {q(user_id)}")

@@ -160,13 +160,13 @@ public class FreshTokenAdminResource {
         session.users().getFederatedIdentitiesStream(realm, user).forEach(link -> {
             IdentityProviderModel idp = session.identityProviders().getByAlias(link.getIdentityProvider());
             if (idp != null && AbstractFreshTokenFactory.PROVIDER_IDS.contains(idp.getProviderId())) {
-                out.add(idpStatus(idp, link, now));
+                out.add(idpStatus(idp, link, now, realm.getId(), user.getId()));
             }
         });
         return out;
     }
 
-    static ObjectNode idpStatus(IdentityProviderModel idp, FederatedIdentityModel link, long now) {
+    static ObjectNode idpStatus(IdentityProviderModel idp, FederatedIdentityModel link, long now, String realmId, String userId) {
         ObjectNode o = MAPPER.createObjectNode();
         o.put("alias", idp.getAlias());
         o.put("providerId", idp.getProviderId());
@@ -180,7 +180,7 @@ public class FreshTokenAdminResource {
         }
         ObjectNode req = MAPPER.createObjectNode();
         req.put("v", 1).put("op", "inspect").put("now", now).put("stored", stored);
-        req.set("binding", Storage.binding(idp.getAlias(), link.getUserId())); // opens encrypted rows (Storage)
+        req.set("binding", Storage.binding(realmId, userId, idp.getAlias(), link.getUserId())); // opens encrypted rows (Storage)
         JsonNode answer;
         try {
             answer = MAPPER.readTree(NativeLibrary.call(req.toString()));

@@ -141,7 +141,10 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
      * context), so the token is sealed before anything is written (IdentityBrokerService#authenticated,
      * same order in 26.4 to 26.7). With keys configured and the token not sealable, the login fails
      * rather than storing the token plain. A login answer without refresh token keeps the row's
-     * previous one, as stock Keycloak does with plain rows.
+     * previous one, as stock Keycloak does with plain rows. The value is bound to the realm and the
+     * Keycloak user; at a first login the user does not exist yet: it is bound to the realm, alias
+     * and subject only and sealed again with the user as soon as Keycloak has created or linked it
+     * ({@link #importNewUser}, {@link #updateBrokeredUser}).
      */
     @Override
     public void preprocessFederatedIdentity(KeycloakSession session, org.keycloak.models.RealmModel realm, BrokeredIdentityContext context) {
@@ -152,7 +155,10 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
         }
         String alias = getConfig().getAlias();
         try {
-            context.setToken(Storage.seal(alias, context.getId(), token, previousToken(session, realm, alias, context)).value());
+            UserModel user = linkedUser(session, realm, alias, context);
+            FederatedIdentityModel fi = user == null ? null : session.users().getFederatedIdentity(realm, user, alias);
+            context.setToken(Storage.seal(realm.getId(), user == null ? "" : user.getId(), alias, context.getId(), token,
+                    fi == null ? null : fi.getToken()).value());
         } catch (Storage.StorageException e) {
             context.setToken(null);
             org.jboss.logging.Logger.getLogger("dev.freshtoken.keycloak").errorf(
@@ -161,13 +167,50 @@ public class FreshTokenIdentityProvider extends OIDCIdentityProvider {
         }
     }
 
-    private static String previousToken(KeycloakSession session, org.keycloak.models.RealmModel realm, String alias, BrokeredIdentityContext context) {
+    private static UserModel linkedUser(KeycloakSession session, org.keycloak.models.RealmModel realm, String alias, BrokeredIdentityContext context) {
         try {
-            UserModel user = session.users().getUserByFederatedIdentity(realm, new FederatedIdentityModel(alias, context.getId(), context.getUsername()));
-            FederatedIdentityModel fi = user == null ? null : session.users().getFederatedIdentity(realm, user, alias);
-            return fi == null ? null : fi.getToken();
+            return session.users().getUserByFederatedIdentity(realm, new FederatedIdentityModel(alias, context.getId(), context.getUsername()));
         } catch (RuntimeException e) {
             return null;
+        }
+    }
+
+    /** First login, new user: the row was just added with a value not yet bound to the user. */
+    @Override
+    public void importNewUser(KeycloakSession session, org.keycloak.models.RealmModel realm, UserModel user, BrokeredIdentityContext context) {
+        super.importNewUser(session, realm, user, context);
+        bindToUser(session, realm, user);
+    }
+
+    /** Every login of a linked user (first login linking an existing account included). */
+    @Override
+    public void updateBrokeredUser(KeycloakSession session, org.keycloak.models.RealmModel realm, UserModel user, BrokeredIdentityContext context) {
+        super.updateBrokeredUser(session, realm, user, context);
+        bindToUser(session, realm, user);
+    }
+
+    /**
+     * Seals the row's value again when it is not bound to the Keycloak user yet (first login) or is
+     * in an older format or under an older key; a value already bound under the first key is left alone.
+     */
+    private void bindToUser(KeycloakSession session, org.keycloak.models.RealmModel realm, UserModel user) {
+        if (!Storage.configured() || user == null) {
+            return;
+        }
+        String alias = getConfig().getAlias();
+        FederatedIdentityModel fi = session.users().getFederatedIdentity(realm, user, alias);
+        if (fi == null || !Storage.isSealed(fi.getToken())) {
+            return;
+        }
+        try {
+            Storage.Converted c = Storage.seal(realm.getId(), user.getId(), alias, fi.getUserId(), fi.getToken(), null);
+            if (c.changed()) {
+                session.users().updateFederatedIdentity(realm, user, new FederatedIdentityModel(alias, fi.getUserId(), fi.getUserName(), c.value()));
+            }
+        } catch (Storage.StorageException e) {
+            org.jboss.logging.Logger.getLogger("dev.freshtoken.keycloak").warnf(
+                    "fresh-token: the stored token of IdP '%s', user %s could not be bound to the user (%s): %s", alias, user.getId(),
+                    e.code(), e.getMessage());
         }
     }
 

@@ -20,7 +20,8 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
  * encrypt / decrypt operations ({@link StorageAdminResource}). Its SPI options are the one
  * server-wide place of the storage keys:
  * {@code --spi-admin-realm-restapi-extension--fresh-token-storage--key-file=/path} and
- * {@code --spi-admin-realm-restapi-extension--fresh-token-storage--mode=encrypt|decrypt-only}.
+ * {@code --spi-admin-realm-restapi-extension--fresh-token-storage--mode=encrypt|decrypt-only} and
+ * {@code --spi-admin-realm-restapi-extension--fresh-token-storage--allow-plaintext=true|false}.
  */
 public class FreshTokenStorageAdminFactory implements AdminRealmResourceProviderFactory, AdminRealmResourceProvider,
         ServerInfoAwareProviderFactory {
@@ -39,7 +40,8 @@ public class FreshTokenStorageAdminFactory implements AdminRealmResourceProvider
 
     @Override
     public void init(Config.Scope config) {
-        Storage.configure(config.get(Storage.KEY_FILE_OPTION), config.get(Storage.MODE_OPTION));
+        Storage.configure(config.get(Storage.KEY_FILE_OPTION), config.get(Storage.MODE_OPTION),
+                config.getBoolean(Storage.ALLOW_PLAINTEXT_OPTION, false));
         Assertions.configureKeyDir(config.get(Assertions.KEY_DIR_OPTION));
     }
 
@@ -69,6 +71,11 @@ public class FreshTokenStorageAdminFactory implements AdminRealmResourceProvider
                 .helpText("The only directory from which IdPs of the fresh-token types may read certificate assertion key "
                         + "and certificate files (clientAssertionKeyFile/clientAssertionCertFile); with {realm} in it, one directory "
                         + "per realm (named after the realm). Unset: key files are off.")
+                .add()
+                .property().name(Storage.ALLOW_PLAINTEXT_OPTION).type("boolean").defaultValue(false)
+                .helpText("While encrypting, use plain (unencrypted) stored tokens found in rows and encrypt them on their "
+                        + "next write, instead of refusing them (storage_plaintext_row). Only for the migration window after "
+                        + "switching encryption on: run POST .../fresh-token-storage/encrypt, then switch this off.")
                 .add().build();
     }
 

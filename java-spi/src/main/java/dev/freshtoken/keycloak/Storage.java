@@ -16,7 +16,10 @@ import dev.freshtoken.keycloak.nativecore.NativeUnavailableException;
  * Encryption at rest of the stored token (docs/CONTRACT.md, "Encryption at rest"). The keys are
  * read by the native core from the key file named by the server-wide SPI option
  * {@code --spi-admin-realm-restapi-extension--fresh-token-storage--key-file}; Java only passes
- * the path, the mode and, per call, the row binding (IdP alias and the user's id at the IdP).
+ * the path, the mode and, per call, the row binding (realm id, Keycloak user id, IdP alias and the
+ * user's id at the IdP). While encrypting, a plain value in a row is refused
+ * ({@code storage_plaintext_row}) unless {@code --spi-admin-realm-restapi-extension--fresh-token-storage--allow-plaintext=true}
+ * (a migration window).
  * Key material never passes through Java.
  */
 final class Storage {
@@ -26,9 +29,11 @@ final class Storage {
 
     static final String KEY_FILE_OPTION = "key-file";
     static final String MODE_OPTION = "mode";
+    static final String ALLOW_PLAINTEXT_OPTION = "allow-plaintext";
 
     private static volatile String keyFile;
     private static volatile String mode = "encrypt";
+    private static volatile boolean allowPlaintext;
     private static volatile Map<String, String> info = Map.of("storageEncryption", "off");
 
     private Storage() {
@@ -36,8 +41,14 @@ final class Storage {
 
     /** From the factory's init(): where the keys are. Takes effect with {@link #load()}. */
     static void configure(String file, String m) {
+        configure(file, m, false);
+    }
+
+    /** As {@link #configure(String, String)}; {@code allowPlain}: plain rows are used while encrypting (migration window). */
+    static void configure(String file, String m, boolean allowPlain) {
         keyFile = file == null || file.isBlank() ? null : file.trim();
         mode = m == null || m.isBlank() ? "encrypt" : m.trim();
+        allowPlaintext = allowPlain;
     }
 
     /** True when a key file is configured (encrypting or decrypt-only). */
@@ -69,6 +80,7 @@ final class Storage {
         }
         m.put("storageKeyFile", keyFile);
         m.put("storageMode", mode);
+        m.put("storageAllowPlaintext", Boolean.toString(allowPlaintext));
         if (NativeLibrary.ensureLoaded().state() != NativeLibrary.State.LOADED) {
             m.put("storageEncryption", "FAILED");
             m.put("storageProblem", "native core not available");
@@ -78,7 +90,7 @@ final class Storage {
         }
         ObjectNode req = MAPPER.createObjectNode();
         req.put("v", 1).put("op", "keyring").put("now", 0);
-        req.putObject("keyring").put("key_file", keyFile).put("mode", mode);
+        req.putObject("keyring").put("key_file", keyFile).put("mode", mode).put("allow_plaintext", allowPlaintext);
         JsonNode answer = call(req);
         JsonNode ok = answer.get("ok");
         if (ok != null) {
@@ -107,8 +119,15 @@ final class Storage {
         info = m;
     }
 
-    static ObjectNode binding(String alias, String subject) {
+    /**
+     * The row a stored value is bound to: realm id, Keycloak user id ({@code ""} only at a first
+     * login, before the user exists; such a value is sealed again with the user right after),
+     * IdP alias and the user's id at the IdP.
+     */
+    static ObjectNode binding(String realmId, String userId, String alias, String subject) {
         ObjectNode b = MAPPER.createObjectNode();
+        b.put("realm", realmId == null ? "" : realmId);
+        b.put("user", userId == null ? "" : userId);
         b.put("alias", alias == null ? "" : alias);
         b.put("subject", subject == null ? "" : subject);
         return b;
@@ -136,19 +155,24 @@ final class Storage {
     }
 
     /** {@code seal}: the value in its storage form now (encrypted with the first key while encrypting). */
-    static Converted seal(String alias, String subject, String value, String previous) throws StorageException {
-        return convert("seal", alias, subject, value, previous);
+    static Converted seal(String realmId, String userId, String alias, String subject, String value, String previous) throws StorageException {
+        return convert("seal", binding(realmId, userId, alias, subject), value, previous);
     }
 
     /** {@code unseal}: the value plain (rollback). */
-    static Converted unseal(String alias, String subject, String value) throws StorageException {
-        return convert("unseal", alias, subject, value, null);
+    static Converted unseal(String realmId, String userId, String alias, String subject, String value) throws StorageException {
+        return convert("unseal", binding(realmId, userId, alias, subject), value, null);
     }
 
-    private static Converted convert(String op, String alias, String subject, String value, String previous) throws StorageException {
+    /** True for a value in one of the core's sealed formats ({@code ftk1.}, {@code ftk2.}). */
+    static boolean isSealed(String value) {
+        return value != null && (value.startsWith("ftk2.") || value.startsWith("ftk1."));
+    }
+
+    private static Converted convert(String op, ObjectNode binding, String value, String previous) throws StorageException {
         ObjectNode req = MAPPER.createObjectNode();
         req.put("v", 1).put("op", op).put("now", 0).put("stored", value);
-        req.set("binding", binding(alias, subject));
+        req.set("binding", binding);
         if (previous != null) {
             req.put("previous", previous);
         }

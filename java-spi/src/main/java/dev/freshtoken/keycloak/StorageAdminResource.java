@@ -30,17 +30,18 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
  * <li>{@code GET}: the node's storage settings and, per IdP, how many rows are plain or encrypted (per key id);</li>
  * <li>{@code POST decrypt}: every encrypted row of the realm (any IdP) rewritten plain, in the stock format
  * (needs mode {@code decrypt-only}: the uninstall path);</li>
- * <li>{@code POST encrypt}: every row of our IdP types encrypted with the first key (plain rows and rows under
- * older keys; needs mode {@code encrypt}).</li>
+ * <li>{@code POST encrypt}: every row of our IdP types encrypted with the first key (plain rows, rows under
+ * older keys or in the older format; needs mode {@code encrypt}); {@code plainRemaining} says how many plain rows
+ * of our types are left (refused with {@code storage_plaintext_row} unless plain rows are allowed).</li>
  * </ul>
- * Each row is converted under the same per-user lock as a refresh, in a transaction of its own. A row that
+ * Each row is converted under the same per-user lock as a refresh, in a transaction of its own, read and written
+ * through the same locked row path as a refresh ({@link StoredRow}, never Keycloak's cached model). A row that
  * cannot be converted (wrong or missing key) is left untouched and counted as failed. Needs manage-realm
  * and manage-users.
  */
 public class StorageAdminResource {
 
     private static final Logger LOG = Logger.getLogger("dev.freshtoken.keycloak");
-    private static final String PREFIX = "ftk1.";
 
     private final KeycloakSession session;
     private final RealmModel realm;
@@ -79,8 +80,8 @@ public class StorageAdminResource {
                 if (token == null || token.isEmpty()) {
                     continue;
                 }
-                if (token.startsWith(PREFIX)) {
-                    String rest = token.substring(PREFIX.length());
+                if (Storage.isSealed(token)) {
+                    String rest = token.substring(5); // "ftk1." or "ftk2."
                     int dot = rest.indexOf('.');
                     byKid.merge(dot < 0 ? "?" : rest.substring(0, dot), 1, Integer::sum);
                 } else {
@@ -159,6 +160,10 @@ public class StorageAdminResource {
         result.put("operation", decrypt ? "decrypt" : "encrypt");
         result.put("totals", totals);
         result.put("identityProviders", perIdp);
+        if (!decrypt) {
+            // What is still refused while encrypting (storage_plaintext_row) unless plain rows are allowed.
+            result.put("plainRemaining", plainRows(realmId));
+        }
         LOG.infof("fresh-token: storage %s of realm '%s': %s", decrypt ? "decrypt" : "encrypt", realm.getName(), totals);
         try {
             adminEvent.operation(OperationType.ACTION).resourcePath(session.getContext().getUri()).representation(result).success();
@@ -168,28 +173,59 @@ public class StorageAdminResource {
         return Response.ok(result, MediaType.APPLICATION_JSON_TYPE).build();
     }
 
-    /** One row, in a transaction of its own: {@code decrypted}/{@code encrypted}/{@code reencrypted}/{@code unchanged}/{@code empty}/{@code failed}. */
+    /**
+     * One row, in a transaction of its own: {@code decrypted}/{@code encrypted}/{@code reencrypted}/{@code unchanged}/{@code empty}/{@code failed}.
+     * The row is read and written the way a refresh does it (issue 11 item 7): read as committed with the database
+     * row lock ({@link StoredRow#lockAndRead}, held until this transaction commits) and written with a new model.
+     * Never through Keycloak's cached federated-identity model: the user cache hands out its cached object itself,
+     * the one a concurrent V1 token request holds as {@code identity}; setting its token would make that request
+     * write the converted old token set back over the newer one a refresh stored meanwhile.
+     */
     private String convertRow(String realmId, String userId, String alias, boolean decrypt) {
         try {
             return KeycloakModelUtils.runJobInTransactionWithResult(session.getKeycloakSessionFactory(), s -> {
                 RealmModel r = s.realms().getRealm(realmId);
+                if (r == null) {
+                    return "empty";
+                }
                 s.getContext().setRealm(r);
                 UserModel u = s.users().getUserById(r, userId);
-                FederatedIdentityModel fi = u == null ? null : s.users().getFederatedIdentity(r, u, alias);
-                if (fi == null || fi.getToken() == null || fi.getToken().isEmpty()) {
+                if (u == null) {
+                    return "empty";
+                }
+                String subject;
+                String username;
+                String token;
+                StoredRow.Row locked = StoredRow.lockAndRead(s, userId, alias);
+                if (locked != null) {
+                    subject = locked.federatedUserId();
+                    username = locked.federatedUsername();
+                    token = locked.token();
+                } else {
+                    // No local row: a link kept by a user-storage provider (BROKER_LINK). Our refresh never writes
+                    // those (it reads local rows only); read it and write a copy, never the model itself.
+                    FederatedIdentityModel fi = s.users().getFederatedIdentity(r, u, alias);
+                    if (fi == null) {
+                        return "empty";
+                    }
+                    subject = fi.getUserId();
+                    username = fi.getUserName();
+                    token = fi.getToken();
+                }
+                if (token == null || token.isEmpty()) {
                     return "empty";
                 }
                 Storage.Converted c;
                 try {
-                    c = decrypt ? Storage.unseal(alias, fi.getUserId(), fi.getToken()) : Storage.seal(alias, fi.getUserId(), fi.getToken(), null);
+                    c = decrypt ? Storage.unseal(realmId, userId, alias, subject, token)
+                            : Storage.seal(realmId, userId, alias, subject, token, null);
                 } catch (Storage.StorageException e) {
                     LOG.warnf("fresh-token: storage %s: row of user %s, IdP '%s' left unchanged (%s): %s",
                             decrypt ? "decrypt" : "encrypt", userId, alias, e.code(), e.getMessage());
                     return "failed";
                 }
                 if (c.changed()) {
-                    fi.setToken(c.value());
-                    s.users().updateFederatedIdentity(r, u, fi);
+                    s.users().updateFederatedIdentity(r, u, new FederatedIdentityModel(alias, subject, username, c.value()));
                 }
                 return c.action();
             });
@@ -198,6 +234,26 @@ public class StorageAdminResource {
                     e.getClass().getSimpleName());
             return "failed";
         }
+    }
+
+    /** Plain (unencrypted, non-empty) rows of our IdP types in the realm, read now. */
+    private int plainRows(String realmId) {
+        int n = 0;
+        for (IdentityProviderModel idp : identityProviders(realmId)) {
+            if (!AbstractFreshTokenFactory.PROVIDER_IDS.contains(idp.getProviderId())) {
+                continue;
+            }
+            for (String userId : linkedUsers(realmId, idp.getAlias())) {
+                String token = KeycloakModelUtils.runJobInTransactionWithResult(session.getKeycloakSessionFactory(), s -> {
+                    FederatedIdentityModel fi = federatedIdentity(s, realmId, userId, idp.getAlias());
+                    return fi == null ? null : fi.getToken();
+                });
+                if (token != null && !token.isEmpty() && !Storage.isSealed(token)) {
+                    n++;
+                }
+            }
+        }
+        return n;
     }
 
     private List<IdentityProviderModel> identityProviders(String realmId) {

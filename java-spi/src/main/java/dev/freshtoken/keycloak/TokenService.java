@@ -76,6 +76,9 @@ final class TokenService {
     /** The stored value the first check read, and a minimum validity for a check (RefreshLimiter). */
     private String storedAtCheck;
     private Integer minValidityOverride;
+    /** Realm id and Keycloak user id of the row: bind the encrypted row too (Storage). */
+    private String rowRealmId;
+    private String rowUserId;
 
     TokenService(KeycloakSession session, FreshTokenIdentityProvider provider) {
         this.session = session;
@@ -193,6 +196,11 @@ final class TokenService {
             telemetry.resourceAllowed();
         }
         this.subject = identity.getUserId();
+        // With storage keys the row's Keycloak user is part of what an encrypted value is bound to.
+        UserModel rowUser = userOrNull != null || !Storage.configured() ? userOrNull
+                : session.users().getUserByFederatedIdentity(realm, identity);
+        this.rowRealmId = realm.getId();
+        this.rowUserId = rowUser == null ? "" : rowUser.getId();
         String stored = identity.getToken();
         if (stored == null || stored.isBlank()) {
             return reauth("No token is stored for this user and identity provider; the user must sign in through '"
@@ -209,10 +217,11 @@ final class TokenService {
         if (first.isError() || !"refresh".equals(first.action())) {
             return respond(first);
         }
-        UserModel user = userOrNull != null ? userOrNull : session.users().getUserByFederatedIdentity(realm, identity);
+        UserModel user = rowUser != null ? rowUser : session.users().getUserByFederatedIdentity(realm, identity);
         if (user == null) {
             return reauth("The user linked to this identity could not be found.", null);
         }
+        this.rowUserId = user.getId();
         return refreshSingleFlight(realm.getId(), user.getId(), endpoint, method);
     }
 
@@ -682,7 +691,7 @@ final class TokenService {
         req.put("op", op);
         req.put("now", Time.currentTime());
         req.put("stored", stored);
-        req.set("binding", Storage.binding(config.getAlias(), subject));
+        req.set("binding", Storage.binding(rowRealmId, rowUserId, config.getAlias(), subject));
         ObjectNode policy = req.putObject("policy");
         policy.put("min_validity_s", minValidityOverride != null ? minValidityOverride : config.minValiditySeconds());
         policy.put("include_refresh_token", endpoint == Endpoint.V1 && config.includeRefreshToken());
@@ -729,9 +738,7 @@ final class TokenService {
         idp.put("max_attempts", config.maxAttempts());
         idp.put("max_body_bytes", config.maxResponseBytes());
         Outbound.init(session);
-        if (Outbound.caFile() != null) {
-            idp.put("ca_file", Outbound.caFile());
-        }
+        Outbound.addTrust(idp);
         String proxy = Outbound.proxyFor(config.getTokenUrl());
         if (proxy != null) {
             idp.put("proxy_url", proxy);

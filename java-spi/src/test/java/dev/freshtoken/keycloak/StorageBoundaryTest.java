@@ -54,28 +54,71 @@ class StorageBoundaryTest {
 
     @Test
     void sealedValuesOpenOnlyForTheirRow() throws Exception {
-        Storage.Converted sealed = Storage.seal("entra", "oid-1", PLAIN, null);
+        Storage.Converted sealed = Storage.seal("realm-1", "user-1", "entra", "oid-1", PLAIN, null);
         assertEquals("encrypted", sealed.action());
-        assertTrue(sealed.value().startsWith("ftk1.k1."));
+        assertTrue(sealed.value().startsWith("ftk2.k1."));
         assertFalse(sealed.value().contains("secret-value"));
-        assertEquals(PLAIN, Storage.unseal("entra", "oid-1", sealed.value()).value());
+        assertEquals(PLAIN, Storage.unseal("realm-1", "user-1", "entra", "oid-1", sealed.value()).value());
         Storage.StorageException e = assertThrows(Storage.StorageException.class,
-                () -> Storage.unseal("entra", "oid-2", sealed.value()));
-        assertEquals("storage_key_error", e.code());
+                () -> Storage.unseal("realm-1", "user-1", "entra", "oid-2", sealed.value()));
+        assertEquals("storage_binding_mismatch", e.code());
         assertFalse(e.getMessage().contains("secret-value"));
     }
 
     @Test
     void aCheckOnASealedRowServesThePlainToken() throws Exception {
-        String sealed = Storage.seal("entra", "oid-1", PLAIN, null).value();
+        String sealed = Storage.seal("realm-1", "user-1", "entra", "oid-1", PLAIN, null).value();
         ObjectNode req = MAPPER.createObjectNode().put("v", 1).put("op", "check").put("now", 1_800_000_000L).put("stored", sealed);
-        req.set("binding", Storage.binding("entra", "oid-1"));
+        req.set("binding", Storage.binding("realm-1", "user-1", "entra", "oid-1"));
         JsonNode ok = MAPPER.readTree(NativeLibrary.call(req.toString())).path("ok");
         assertEquals("serve", ok.path("action").asText());
         assertEquals("at-secret-value", ok.path("response").path("access_token").asText());
-        req.set("binding", Storage.binding("other", "oid-1"));
+        req.set("binding", Storage.binding("realm-1", "user-1", "other", "oid-1"));
         JsonNode err = MAPPER.readTree(NativeLibrary.call(req.toString())).path("err");
-        assertEquals("storage_key_error", err.path("code").asText());
+        assertEquals("storage_binding_mismatch", err.path("code").asText());
         assertEquals(500, err.path("status").asInt());
+    }
+
+    private static ObjectNode row(String realm, String user, String alias, String subject) {
+        ObjectNode b = MAPPER.createObjectNode();
+        b.put("realm", realm).put("user", user).put("alias", alias).put("subject", subject);
+        return b;
+    }
+
+    private static JsonNode call(String op, String stored, ObjectNode binding) throws Exception {
+        ObjectNode req = MAPPER.createObjectNode().put("v", 1).put("op", op).put("now", 1_800_000_000L).put("stored", stored);
+        req.set("binding", binding);
+        return MAPPER.readTree(NativeLibrary.call(req.toString()));
+    }
+
+    @Test
+    void aSealedValueMovedToAnotherKeycloakUserOrRealmIsRefusedWithStorageBindingMismatchAndNothingIsWritten() throws Exception {
+        String sealed = call("seal", PLAIN, row("realm-a", "user-1", "entra", "oid-1")).path("ok").path("store").asText();
+        assertTrue(sealed.startsWith("ftk"), sealed);
+        assertEquals("serve", call("check", sealed, row("realm-a", "user-1", "entra", "oid-1")).path("ok").path("action").asText());
+        for (ObjectNode other : new ObjectNode[] {row("realm-a", "user-2", "entra", "oid-1"), row("realm-b", "user-1", "entra", "oid-1")}) {
+            JsonNode a = call("check", sealed, other);
+            assertEquals("storage_binding_mismatch", a.path("err").path("code").asText(), a.toString());
+            assertFalse(a.path("err").has("store"), "nothing to write");
+            assertFalse(a.toString().contains("secret-value"));
+        }
+    }
+
+    @Test
+    void aPlainRowWhileEncryptingIsRefusedUnlessPlainRowsAreAllowed() throws Exception {
+        ObjectNode b = row("realm-a", "user-1", "entra", "oid-1");
+        JsonNode refused = call("check", PLAIN, b);
+        assertEquals("storage_plaintext_row", refused.path("err").path("code").asText(), refused.toString());
+        assertFalse(refused.path("err").has("store"));
+        // The bulk encrypt (seal) still converts it: that is the migration.
+        assertEquals("encrypted", call("seal", PLAIN, b).path("ok").path("action").asText());
+        ObjectNode ring = MAPPER.createObjectNode().put("v", 1).put("op", "keyring").put("now", 0);
+        ring.putObject("keyring").put("key_file", dir.resolve("keys").toString()).put("mode", "encrypt").put("allow_plaintext", true);
+        assertTrue(MAPPER.readTree(NativeLibrary.call(ring.toString())).has("ok"));
+        try {
+            assertEquals("serve", call("check", PLAIN, b).path("ok").path("action").asText());
+        } finally {
+            Storage.load(); // back to the configured keys (plain rows refused)
+        }
     }
 }
