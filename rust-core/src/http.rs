@@ -450,7 +450,7 @@ mod tests {
     }
 
     fn post(url: &str, timeout_ms: u64) -> Result<HttpResponse, HttpFailure> {
-        let t = Transport { connect_timeout: Duration::from_millis(500), ca_file: None, proxy_url: Some("") };
+        let t = Transport { connect_timeout: Duration::from_millis(500), ca_pem: None, ca_sha256: None, proxy_url: Some("") };
         let req = crate::grant::TokenRequest {
             body: crate::secret::SecretValue::new("grant_type=refresh_token&refresh_token=RT-SAMPLE-http-1"),
             authorization: None,
