@@ -49,7 +49,8 @@ def test_obo_scope_not_allowed_is_forbidden(admin, realm, mock_entra: MockEntra)
     assert r.status_code == 403 and r.json()["error"] == "forbidden", r.text
 
 
-def _service_account_token(admin, realm, client_id, secret, role=None) -> str:
+def service_client(admin, realm, client_id, secret, role=None) -> None:
+    """A confidential client with a service account, holding the realm role `role` if given."""
     admin.request("POST", f"/{realm}/clients", json={
         "clientId": client_id, "secret": secret, "publicClient": False, "serviceAccountsEnabled": True,
         "standardFlowEnabled": False})
@@ -59,6 +60,10 @@ def _service_account_token(admin, realm, client_id, secret, role=None) -> str:
         sa = admin.request("GET", f"/{realm}/clients/{cid}/service-account-user").json()["id"]
         rep = admin.request("GET", f"/{realm}/roles/{role}").json()
         admin.request("POST", f"/{realm}/users/{sa}/role-mappings/realm", json=[rep])
+
+
+def _service_account_token(admin, realm, client_id, secret, role=None) -> str:
+    service_client(admin, realm, client_id, secret, role)
     r = requests.post(f"{KC_BASE}/realms/{realm}/protocol/openid-connect/token", data={
         "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}, timeout=30)
     r.raise_for_status()

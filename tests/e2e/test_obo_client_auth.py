@@ -11,7 +11,7 @@ from support.keycloak import browser_login
 
 from .conftest import APP_CLIENT, KC_BASE, REDIRECT_URI, MockEntra
 from .test_broker_token import claims, login
-from .test_obo_app_vault import GRAPH_DEFAULT, MIDDLE_TIER
+from .test_obo_app_vault import GRAPH_DEFAULT, MIDDLE_TIER, service_client
 
 BACKEND, BACKEND_SECRET = "orders-backend", "orders-backend-secret"
 OBO_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -93,23 +93,11 @@ def test_obo_without_a_subject_token_or_with_an_invalid_one_is_refused(admin, re
     assert r.status_code == 401 and r.json()["error"] == "invalid_token", r.text
 
 
-def _service_client(admin, realm, client_id, secret, role=None):
-    admin.request("POST", f"/{realm}/clients", json={
-        "clientId": client_id, "secret": secret, "publicClient": False, "serviceAccountsEnabled": True,
-        "standardFlowEnabled": False})
-    if role:
-        admin.request("POST", f"/{realm}/roles", json={"name": role}, expect=(201, 409))
-        cid = admin.request("GET", f"/{realm}/clients", params={"clientId": client_id}).json()[0]["id"]
-        sa = admin.request("GET", f"/{realm}/clients/{cid}/service-account-user").json()["id"]
-        rep = admin.request("GET", f"/{realm}/roles/{role}").json()
-        admin.request("POST", f"/{realm}/users/{sa}/role-mappings/realm", json=[rep])
-
-
 def test_app_token_for_an_authenticated_client_follows_allow_list_role_and_secret(admin, realm, mock_entra: MockEntra, graph):
     admin.update_idp_config(realm, "entra", appTokenScopes=GRAPH_DEFAULT, tokenReaderClients="reporting-2")
-    _service_client(admin, realm, "reporting-2", "reporting-2-secret", role="fresh-token-app-token")
-    _service_client(admin, realm, "unlisted-2", "unlisted-2-secret", role="fresh-token-app-token")
-    _service_client(admin, realm, "no-role-2", "no-role-2-secret")
+    service_client(admin, realm, "reporting-2", "reporting-2-secret", role="fresh-token-app-token")
+    service_client(admin, realm, "unlisted-2", "unlisted-2-secret", role="fresh-token-app-token")
+    service_client(admin, realm, "no-role-2", "no-role-2-secret")
     admin.update_idp_config(realm, "entra", tokenReaderClients="reporting-2 no-role-2")
     before = mock_entra.stats()["by_grant"].get("client_credentials", 0)
     assert _post(realm, "app-token", {"scope": GRAPH_DEFAULT}, auth=("reporting-2", "wrong")).status_code == 401

@@ -44,22 +44,29 @@ def _refreshes(server) -> int:
     return int(_session().get(f"{server.base_url}/_mock/stats", timeout=10).json()["by_grant"].get("refresh_token", 0))
 
 
-def test_refresh_against_an_idp_with_a_certificate_from_keycloaks_truststore(admin, realm, tls_mock, outbound):
-    assert tls_mock.base_url.startswith("https://")
-    assert admin.create_idp(realm, "entra-tls", "entra-oidc", {
+def _sign_in_and_refresh_over_tls(admin, realm, tls_mock, outbound, alias):
+    """An Entra IdP at the TLS mock: sign in, wait for expiry, read again. Returns the first and
+    the second answer (both asserted 200) and how many refreshes the mock saw in between."""
+    assert admin.create_idp(realm, alias, "entra-oidc", {
         "entraTenant": TENANT, "entraAuthorityHost": tls_mock.base_url, "clientId": MOCK_CLIENT_ID,
         "clientSecret": MOCK_CLIENT_SECRET, "minValidityToken": "1", "syncMode": "IMPORT"}).status_code == 201
     _config(tls_mock, access_token_lifetime_s=3)
-    user = browser_login(KC_BASE, realm, "entra-tls", APP_CLIENT, APP_SECRET, redirect_uri=REDIRECT_URI,
+    user = browser_login(KC_BASE, realm, alias, APP_CLIENT, APP_SECRET, redirect_uri=REDIRECT_URI,
                          verify=outbound[0].ca)
-    first = broker_token_v1(KC_BASE, realm, "entra-tls", user)
+    first = broker_token_v1(KC_BASE, realm, alias, user)
     assert first.status_code == 200, first.text
     sleep_until(claims(first.json()["access_token"])["exp"] + 1)
     before = _refreshes(tls_mock)
-    r = broker_token_v1(KC_BASE, realm, "entra-tls", user)
+    r = broker_token_v1(KC_BASE, realm, alias, user)
     assert r.status_code == 200, r.text
+    return first, r, _refreshes(tls_mock) - before
+
+
+def test_refresh_against_an_idp_with_a_certificate_from_keycloaks_truststore(admin, realm, tls_mock, outbound):
+    assert tls_mock.base_url.startswith("https://")
+    first, r, refreshes = _sign_in_and_refresh_over_tls(admin, realm, tls_mock, outbound, "entra-tls")
     assert r.json()["access_token"] != first.json()["access_token"]
-    assert _refreshes(tls_mock) == before + 1
+    assert refreshes == 1
 
 
 def test_refresh_goes_through_keycloaks_outgoing_proxy(admin, realm, mock_entra, outbound):
@@ -141,17 +148,6 @@ def test_truststore_reaches_the_core_in_memory_and_no_file_is_written_to_the_sha
     # A fresh Keycloak process: a build that exports the truststore does it once per process, at its first IdP call.
     features = _current_features["value"]
     kc_restart(**({"KC_FEATURES": features} if features else {}))
-    assert admin.create_idp(realm, "entra-tls-mem", "entra-oidc", {
-        "entraTenant": TENANT, "entraAuthorityHost": tls_mock.base_url, "clientId": MOCK_CLIENT_ID,
-        "clientSecret": MOCK_CLIENT_SECRET, "minValidityToken": "1", "syncMode": "IMPORT"}).status_code == 201
-    _config(tls_mock, access_token_lifetime_s=3)
-    user = browser_login(KC_BASE, realm, "entra-tls-mem", APP_CLIENT, APP_SECRET, redirect_uri=REDIRECT_URI,
-                         verify=outbound[0].ca)
-    first = broker_token_v1(KC_BASE, realm, "entra-tls-mem", user)
-    assert first.status_code == 200, first.text
-    sleep_until(claims(first.json()["access_token"])["exp"] + 1)
-    before = _refreshes(tls_mock)
-    r = broker_token_v1(KC_BASE, realm, "entra-tls-mem", user)
-    assert r.status_code == 200, r.text
-    assert _refreshes(tls_mock) == before + 1, "the refresh went over TLS to the test CA's server"
+    _first, _r, refreshes = _sign_in_and_refresh_over_tls(admin, realm, tls_mock, outbound, "entra-tls-mem")
+    assert refreshes == 1, "the refresh went over TLS to the test CA's server"
     assert _ca_files_holding(outbound[0].ca) == [], "a truststore export was written to the shared temp folder"
