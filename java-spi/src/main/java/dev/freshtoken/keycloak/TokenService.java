@@ -73,9 +73,6 @@ final class TokenService {
     private boolean askedIdp;
     /** The user's id at the IdP (FederatedIdentityModel.getUserId()): binds the encrypted row (Storage). */
     private String subject;
-    /** The stored value the first check read, and a minimum validity for a check (RefreshLimiter). */
-    private String storedAtCheck;
-    private Integer minValidityOverride;
     /** Realm id and Keycloak user id of the row: bind the encrypted row too (Storage). */
     private String rowRealmId;
     private String rowUserId;
@@ -213,7 +210,6 @@ final class TokenService {
         }
         // The fresh path needs nothing but the row Keycloak already read: no user lookup, no lock.
         Answer first = callCore("check", stored, endpoint, method);
-        storedAtCheck = stored;
         if (first.isError() || !"refresh".equals(first.action())) {
             return respond(first);
         }
@@ -222,7 +218,7 @@ final class TokenService {
             return reauth("The user linked to this identity could not be found.", null);
         }
         this.rowUserId = user.getId();
-        return refreshSingleFlight(realm.getId(), user.getId(), endpoint, method);
+        return refreshSingleFlight(realm.getId(), user.getId(), endpoint, method, stored);
     }
 
     /**
@@ -251,24 +247,26 @@ final class TokenService {
      * (an early refresh that can wait, as after a transient IdP failure), else retry_later with
      * Retry-After. The row was neither locked nor written.
      */
-    private Outcome refreshLimited(Endpoint endpoint, String method) {
-        if (storedAtCheck != null) {
-            minValidityOverride = 0;
-            try {
-                Answer still = callCore("check", storedAtCheck, endpoint, method);
-                if (!still.isError() && "serve".equals(still.action())) {
-                    return respond(still);
-                }
-            } finally {
-                minValidityOverride = null;
-            }
+    private Outcome refreshLimited(String stored, Endpoint endpoint, String method) {
+        Answer still = callCore("check", stored, endpoint, method, 0);
+        if (!still.isError() && "serve".equals(still.action())) {
+            return respond(still);
         }
         return error("retry_later", 503, "Too many token refreshes are waiting for the identity provider on this server; "
                 + "try again shortly.", null, RefreshLimiter.RETRY_AFTER_S);
     }
 
-    /** Exactly one refresh per (realm, user, IdP) at a time, across the cluster. */
-    private Outcome refreshSingleFlight(String realmId, String userId, Endpoint endpoint, String method) {
+    /** The failure a concurrent holder recorded for this question, if it was for this very row; else null. */
+    private Outcome sharedFailure(Map<String, String> failure, String current) {
+        if (failure == null || current == null || !fingerprint(current).equals(failure.get("row"))) {
+            return null;
+        }
+        telemetry.waited("failed");
+        return respond(Answer.parse(failure.get("answer")));
+    }
+
+    /** Exactly one refresh per (realm, user, IdP) at a time, across the cluster; {@code stored}: the value the first check read. */
+    private Outcome refreshSingleFlight(String realmId, String userId, Endpoint endpoint, String method, String stored) {
         String alias = config.getAlias();
         String lockKey = lockKey(realmId, userId, alias);
         String failureKey = failureKey(realmId, userId, alias, endpoint);
@@ -282,17 +280,16 @@ final class TokenService {
                         // Took over after waiting: the holder may just have failed at this very
                         // question for this row; share that outcome instead of asking again.
                         Map<String, String> failure = locks.get(failureKey);
-                        String current = failure == null ? null : readStoredToken(realmId, userId);
-                        if (current != null && fingerprint(current).equals(failure.get("row"))) {
-                            telemetry.waited("failed");
-                            return respond(Answer.parse(failure.get("answer")));
+                        Outcome shared = failure == null ? null : sharedFailure(failure, readStoredToken(realmId, userId));
+                        if (shared != null) {
+                            return shared;
                         }
                     }
                     // The node's limit of upstream refreshes, taken before the database
                     // connection and the row lock (RefreshLimiter; issue 11 item 12).
                     java.util.concurrent.Semaphore permit = RefreshLimiter.tryAcquire();
                     if (permit == null) {
-                        return refreshLimited(endpoint, method);
+                        return refreshLimited(stored, endpoint, method);
                     }
                     Held held;
                     try {
@@ -331,10 +328,9 @@ final class TokenService {
                 telemetry.waited("gone");
                 return reauth("No token is stored for this user and identity provider any more.", null);
             }
-            Map<String, String> failure = locks.get(failureKey);
-            if (failure != null && fingerprint(current).equals(failure.get("row"))) {
-                telemetry.waited("failed");
-                return respond(Answer.parse(failure.get("answer")));
+            Outcome shared = sharedFailure(locks.get(failureKey), current);
+            if (shared != null) {
+                return shared;
             }
             Answer check = callCore("check", current, endpoint, method);
             if (check.isError() || !"refresh".equals(check.action())) {
@@ -535,9 +531,7 @@ final class TokenService {
         ObjectNode err = MAPPER.createObjectNode();
         err.put("code", "retry_later").put("status", 503).put("retry_after_s", 5).put("error_description",
                 "Keycloak's database is not reachable right now; try again shortly.");
-        ObjectNode root = MAPPER.createObjectNode();
-        root.set("err", err);
-        return Answer.parse(root.toString());
+        return Answer.error(err);
     }
 
     /** A database failure (JDBC or JPA) anywhere in the cause chain. */
@@ -578,6 +572,11 @@ final class TokenService {
         static Answer internal(String description) {
             ObjectNode err = MAPPER.createObjectNode();
             err.put("code", "internal_error").put("status", 500).put("error_description", description);
+            return error(err);
+        }
+
+        /** An err answer of ours, in the core's shape ({@code {"err": {...}}}). */
+        static Answer error(ObjectNode err) {
             ObjectNode root = MAPPER.createObjectNode();
             root.set("err", err);
             return new Answer(null, err, root.toString());
@@ -614,9 +613,14 @@ final class TokenService {
     }
 
     private Answer callCore(String op, String stored, Endpoint endpoint, String method) {
+        return callCore(op, stored, endpoint, method, config.minValiditySeconds());
+    }
+
+    /** {@code minValidity}: the policy's min_validity_s (the IdP's setting, or 0 for "still valid at all"). */
+    private Answer callCore(String op, String stored, Endpoint endpoint, String method, int minValidity) {
         String request;
         try {
-            request = buildRequest(op, stored, endpoint, method);
+            request = buildRequest(op, stored, endpoint, method, minValidity);
         } catch (Assertions.KeyFileRefused e) {
             return keyFileRefused(e);
         }
@@ -629,9 +633,7 @@ final class TokenService {
                 config.getAlias(), config.assertionKeyFile(), config.assertionCertFile(), e.getMessage());
         ObjectNode err = MAPPER.createObjectNode();
         err.put("code", "idp_misconfigured").put("status", 502).put("error_description", e.getMessage());
-        ObjectNode root = MAPPER.createObjectNode();
-        root.set("err", err);
-        return new Answer(null, err, root.toString());
+        return Answer.error(err);
     }
 
     /** One native call; an unavailable core or a caught panic becomes an err answer like any other. */
@@ -685,7 +687,7 @@ final class TokenService {
         return error(code, status, description, upstream, retry != null && retry.canConvertToLong() ? retry.asLong() : null);
     }
 
-    private String buildRequest(String op, String stored, Endpoint endpoint, String method) {
+    private String buildRequest(String op, String stored, Endpoint endpoint, String method, int minValidity) {
         ObjectNode req = MAPPER.createObjectNode();
         req.put("v", 1);
         req.put("op", op);
@@ -693,7 +695,7 @@ final class TokenService {
         req.put("stored", stored);
         req.set("binding", Storage.binding(rowRealmId, rowUserId, config.getAlias(), subject));
         ObjectNode policy = req.putObject("policy");
-        policy.put("min_validity_s", minValidityOverride != null ? minValidityOverride : config.minValiditySeconds());
+        policy.put("min_validity_s", minValidity);
         policy.put("include_refresh_token", endpoint == Endpoint.V1 && config.includeRefreshToken());
         policy.put("include_id_token", endpoint == Endpoint.V1);
         if (resourceScope != null) {
