@@ -1,0 +1,3 @@
+//! Wire types (temporary skeleton of the move commit; documented in a later commit).
+pub mod contract;
+pub mod secret;
