@@ -2,8 +2,9 @@
 //! right thumbprint and claims, and goes on the wire for refresh, OBO and app_token.
 
 use base64::Engine as _;
-use fresh_token_core::assertion::{AssertionConfig, Signer};
-use fresh_token_core::secret::SecretValue;
+use fresh_token_core::upstream::assertion::Signer;
+use fresh_token_core::wire::AssertionConfig;
+use fresh_token_core::wire::SecretValue;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rsa::pkcs8::DecodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
@@ -23,7 +24,7 @@ fn b64url(b: &[u8]) -> String {
 }
 
 fn cert_der() -> Vec<u8> {
-    fresh_token_core::assertion::cert_der(CERT).unwrap()
+    fresh_token_core::upstream::assertion::cert_der(CERT).unwrap()
 }
 
 /// The RSA public key of the certificate, as jsonwebtoken wants it.
@@ -113,7 +114,7 @@ async fn call(req: Value) -> Value {
 }
 
 fn form(body: &[u8]) -> Vec<(String, String)> {
-    fresh_token_core::form::decode_pairs(std::str::from_utf8(body).unwrap()).unwrap()
+    fresh_token_core::pure::form::decode_pairs(std::str::from_utf8(body).unwrap()).unwrap()
 }
 
 fn assert_assertion_pairs(pairs: &[(String, String)], client_id: &str, token_url: &str) {

@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::contract::{Action, Answer, ErrAnswer, IdpConfig, OkAnswer, RefreshFailure, Request};
-use crate::errors::ErrorCode;
-use crate::grant::Credentials;
-use crate::retrieve::{Exchanged, err_answer, exchange, with_upstream_ms};
-use crate::retry::Finished;
-use crate::secret::TokenValue;
-use crate::stored::non_empty_str;
+use crate::pure::entries::new_entry;
+use crate::pure::json::non_empty_str;
+use crate::upstream::exchange::{Exchanged, Grant, credentials_error, exchange};
+use crate::upstream::grant::{Credentials, token_request};
+use crate::upstream::retry::Finished;
+use crate::wire::{
+    Action, Answer, ErrAnswer, ErrorCode, IdpConfig, OkAnswer, RefreshFailure, Request, TokenValue, err_answer,
+    local_misconfiguration, with_upstream_ms,
+};
 
 /// At most this many keys are cached.
 pub const MAX_KEYS: usize = 256;
@@ -169,7 +171,7 @@ pub fn handle(req: &Request) -> Answer {
     let mut diag = Vec::new();
     let creds = match Credentials::of_idp(idp) {
         Ok(c) => c,
-        Err(e) => return crate::retrieve::credentials_error(e, diag),
+        Err(e) => return credentials_error(e, diag),
     };
     let now = req.now;
     let min_validity = req.policy.min_validity_s();
@@ -281,18 +283,18 @@ fn fetch(
     let grant = [("grant_type", "client_credentials")];
     let failed = |answer| Fetched::Failed { answer: Box::new(answer), not_before: None };
     let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, crate::retrieve::Grant::Repeatable, diag, || {
-            crate::grant::token_request(creds, &idp.token_url, &grant, Some(scope))
+        match exchange(idp, Grant::Repeatable, diag, || {
+            token_request(creds, &idp.token_url, &grant, Some(scope))
         }) {
             Ok(x) => x,
             Err(description) => {
-                return failed(crate::retrieve::local_misconfiguration(description, std::mem::take(diag)));
+                return failed(local_misconfiguration(description, std::mem::take(diag)));
             }
         };
     let take = |d: &mut Vec<String>| std::mem::take(d);
     match finished {
         Finished::Success { body, attempts } => {
-            let (entry, expiry) = crate::resource::new_entry(body, now, default_lifetime_s);
+            let (entry, expiry) = new_entry(body, now, default_lifetime_s);
             let access_token = non_empty_str(&entry, "access_token").unwrap_or_default().to_string();
             if expiry <= now || access_token.is_empty() {
                 diag.push("app token answer holds an access token that is already expired".into());

@@ -5,45 +5,11 @@
 //! (`fresh_token_refreshed_at`, written by the refresh merge) and how many per-resource /
 //! on-behalf-of tokens are kept. No network, no change to the stored value.
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::contract::Request;
-use crate::resource::{OBO_KEY, RESOURCES_KEY};
-use crate::stored::{Format, StoredToken, number_or_string};
-
-/// Top-level key of the stored token: epoch seconds of the last refresh by this extension.
-pub const REFRESHED_AT: &str = "fresh_token_refreshed_at";
-
-/// The `ok` body of an `inspect` answer. Every field is metadata; none holds a token.
-#[derive(Debug, Serialize)]
-pub struct InspectAnswer {
-    pub action: &'static str,
-    pub status: TokenStatus,
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct TokenStatus {
-    /// `json` or `form`: how the row was written.
-    pub format: &'static str,
-    pub has_access_token: bool,
-    pub has_refresh_token: bool,
-    pub has_id_token: bool,
-    /// When the access token expires (epoch seconds), when known.
-    pub access_token_expires_at: Option<i64>,
-    /// Seconds left at `now` (negative: expired that long ago), when known.
-    pub access_token_expires_in: Option<i64>,
-    /// Whether the access token is valid at `now` (false when its expiry is unknown).
-    pub access_token_valid: bool,
-    /// When this extension last refreshed the token (epoch seconds); null: not since login.
-    pub refreshed_at: Option<i64>,
-    /// The granted scope as the IdP stated it (not a secret), when stored.
-    pub scope: Option<String>,
-    /// Number of per-resource tokens kept (`?scope=` on the broker token endpoint).
-    pub resource_tokens: usize,
-    /// Number of on-behalf-of tokens kept.
-    pub obo_tokens: usize,
-}
+use crate::pure::json::number_or_string;
+use crate::pure::stored::{Format, OBO_KEY, REFRESHED_AT, RESOURCES_KEY, StoredToken};
+use crate::wire::{Answer, InspectAnswer, Request, TokenStatus};
 
 /// The status of a parsed stored token at `now`.
 pub fn status(stored: &StoredToken, now: i64) -> TokenStatus {
@@ -71,14 +37,14 @@ fn count(fields: &Map<String, Value>, key: &str) -> usize {
 }
 
 /// Handles an `inspect` request whose stored value has been parsed.
-pub fn handle(req: &Request, stored: &StoredToken) -> crate::contract::Answer {
-    crate::contract::Answer::Inspect(InspectAnswer { action: "inspect", status: status(stored, req.now) })
+pub fn handle(req: &Request, stored: &StoredToken) -> Answer {
+    Answer::Inspect(InspectAnswer { action: "inspect", status: status(stored, req.now) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::make_jwt;
+    use crate::pure::jwt::make_jwt;
     use serde_json::json;
 
     const NOW: i64 = 1_764_100_000;

@@ -1,105 +1,19 @@
 //! Tokens per resource from one refresh token (Entra: one refresh token mints tokens for
-//! any resource, one resource per request), kept inside the stored token JSON.
-//!
-//! `fresh_token_resources` maps the requested scope string to a token object
-//! `{access_token, token_type, scope, expires_in, accessTokenExpiration, …extras}`; stock
-//! Keycloak ignores the unknown top-level key, so the row stays readable by stock code.
+//! any resource, one resource per request), kept inside the stored token JSON under
+//! `fresh_token_resources` (the entries themselves: `pure::entries`).
 
 use serde_json::{Map, Value};
 
-use crate::contract::{
-    Action, Answer, OkAnswer, Policy, RedactedJson, RefreshFailure, Request, ResourceRequest, Upstream,
+use crate::pure::entries::{decision_expiry, entry, entry_expiry, entry_response, insert_bounded, new_entry};
+use crate::pure::freshness::{Decision, decide};
+use crate::pure::json::{non_empty_str, number_or_string};
+use crate::pure::stored::{RESOURCES_KEY, StoredToken};
+use crate::upstream::exchange::{Exchanged, Grant, credentials_error, exchange};
+use crate::upstream::retry::Finished;
+use crate::wire::{
+    Action, Answer, ErrorCode, OkAnswer, Op, RedactedJson, RefreshFailure, Request, ResourceRequest, Upstream,
+    err_answer, local_misconfiguration, with_upstream_ms,
 };
-use crate::errors::ErrorCode;
-use crate::freshness::{Decision, decide};
-use crate::retrieve::{Exchanged, err_answer, exchange, local_misconfiguration, with_upstream_ms};
-use crate::retry::Finished;
-use crate::stored::{ACCESS_TOKEN_EXPIRATION, StoredToken, non_empty_str, number_or_string};
-
-/// Top-level key of the per-resource tokens.
-pub const RESOURCES_KEY: &str = "fresh_token_resources";
-/// Top-level key of the on-behalf-of / token-exchange results.
-pub const OBO_KEY: &str = "fresh_token_obo";
-/// Our keys in the stored token: kept across top-level refreshes, never in a response.
-pub const EXTENSION_KEYS: [&str; 3] = [RESOURCES_KEY, OBO_KEY, crate::inspect::REFRESHED_AT];
-/// At most this many entries per map; when full, the entry expiring first goes.
-pub const MAX_ENTRIES: usize = 16;
-
-/// Fields of an IdP answer never kept in an entry nor shown with it.
-const NOT_IN_ENTRY: [&str; 3] = ["refresh_token", "refresh_expires_in", "id_token"];
-
-/// The entry `key` of the map `map_key`, when it is an object with an access token.
-pub fn entry<'a>(fields: &'a Map<String, Value>, map_key: &str, key: &str) -> Option<&'a Map<String, Value>> {
-    let e = fields.get(map_key)?.as_object()?.get(key)?.as_object()?;
-    non_empty_str(e, "access_token").map(|_| e)
-}
-
-/// Expiry of an entry: `accessTokenExpiration` when > 0, else the JWT `exp`, else unknown.
-pub fn entry_expiry(e: &Map<String, Value>) -> Option<i64> {
-    e.get(ACCESS_TOKEN_EXPIRATION)
-        .and_then(number_or_string)
-        .filter(|x| *x > 0)
-        .or_else(|| non_empty_str(e, "access_token").and_then(crate::jwt::exp))
-}
-
-/// The expiry used for decisions: an absent entry counts as long expired.
-fn decision_expiry(e: Option<&Map<String, Value>>) -> Option<i64> {
-    match e {
-        Some(e) => entry_expiry(e),
-        None => Some(0),
-    }
-}
-
-/// An entry from an IdP answer: `expires_in` as a number, `accessTokenExpiration` set
-/// (from `expires_in`, else JWT `exp`, else the default lifetime), no refresh or id token.
-pub fn new_entry(mut body: Map<String, Value>, now: i64, default_lifetime_s: i64) -> (Map<String, Value>, i64) {
-    for k in NOT_IN_ENTRY.iter().chain(EXTENSION_KEYS.iter()) {
-        body.shift_remove(*k);
-    }
-    match body.get("expires_in").map(number_or_string) {
-        Some(Some(n)) => {
-            body.insert("expires_in".into(), Value::from(n));
-        }
-        Some(None) => {
-            body.shift_remove("expires_in");
-        }
-        None => {}
-    }
-    let expiry = crate::retrieve::expiry_of(&body, now, default_lifetime_s);
-    body.insert(ACCESS_TOKEN_EXPIRATION.into(), Value::from(expiry));
-    (body, expiry)
-}
-
-/// Puts `entry` under `map_key`/`key`; a map that is not an object starts over; when the
-/// map is full, the entry expiring first (unknown expiry first of all) goes.
-pub fn insert_bounded(fields: &mut Map<String, Value>, map_key: &str, key: &str, entry: Map<String, Value>) {
-    if !fields.get(map_key).is_some_and(Value::is_object) {
-        fields.insert(map_key.to_string(), Value::Object(Map::new()));
-    }
-    let Some(Value::Object(map)) = fields.get_mut(map_key) else { return };
-    if !map.contains_key(key) {
-        while map.len() >= MAX_ENTRIES {
-            let earliest = map
-                .iter()
-                .min_by_key(|(_, v)| v.as_object().and_then(entry_expiry).unwrap_or(i64::MIN))
-                .map(|(k, _)| k.clone());
-            match earliest {
-                Some(k) => {
-                    map.shift_remove(&k);
-                }
-                None => break,
-            }
-        }
-    }
-    map.insert(key.to_string(), Value::Object(entry));
-}
-
-/// What the app receives for an entry: its fields, `expires_in` remaining (absent when
-/// unknown), `token_type` defaulted to `Bearer`; never a refresh or id token.
-pub fn entry_response(e: &Map<String, Value>, expiry: Option<i64>, now: i64) -> Map<String, Value> {
-    let policy = Policy { include_refresh_token: Some(false), include_id_token: Some(false), ..Policy::default() };
-    crate::retrieve::app_response(e, expiry, now, &policy)
-}
 
 /// A resource token the caller can use, and what changed on the way.
 pub(crate) struct Got {
@@ -154,7 +68,7 @@ pub(crate) fn ensure(
                 (Some(_), Some(e)) => format!("resource token refresh due: {} s left", left(e)),
                 (Some(_), None) => "resource token refresh due: expiry unknown".into(),
             });
-            if req.op == crate::contract::Op::Check {
+            if req.op == Op::Check {
                 return Err(Answer::Ok(OkAnswer {
                     action: Action::Refresh,
                     response: None,
@@ -192,13 +106,13 @@ fn refresh(
     let Some(rt) = stored.refresh_token() else {
         return Err(err_answer(ErrorCode::ReauthRequired, "No refresh token is stored.", None, None, take(diag)));
     };
-    let creds = match crate::grant::Credentials::of_idp(idp) {
+    let creds = match crate::upstream::grant::Credentials::of_idp(idp) {
         Ok(c) => c,
-        Err(e) => return Err(crate::retrieve::credentials_error(e, take(diag))),
+        Err(e) => return Err(credentials_error(e, take(diag))),
     };
-    let make = || crate::grant::refresh_request(&creds, &idp.token_url, rt, Some(refresh_scope));
+    let make = || crate::upstream::grant::refresh_request(&creds, &idp.token_url, rt, Some(refresh_scope));
     let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, crate::retrieve::Grant::RefreshToken, diag, make) {
+        match exchange(idp, Grant::RefreshToken, diag, make) {
             Ok(x) => x,
             Err(description) => return Err(local_misconfiguration(description, take(diag))),
         };
@@ -320,292 +234,22 @@ pub(crate) fn ok_answer(got: Got, now: i64, diag: Vec<String>) -> Answer {
     })
 }
 
-/// How the middle tier exchanges the user's token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OboMode {
-    /// Entra on-behalf-of: jwt-bearer grant with `requested_token_use=on_behalf_of`.
-    EntraObo,
-    /// RFC 8693 token exchange.
-    TokenExchange,
-}
-
-impl OboMode {
-    /// `entra_obo` (also absent/empty) or `token_exchange`; anything else is `Err`.
-    pub fn parse(mode: Option<&str>) -> Result<OboMode, String> {
-        match mode.map(str::trim).unwrap_or("") {
-            "" | "entra_obo" => Ok(OboMode::EntraObo),
-            "token_exchange" => Ok(OboMode::TokenExchange),
-            other => Err(other.chars().take(64).collect()),
-        }
-    }
-}
-
-pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-pub const TOKEN_TYPE_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
-
-/// The grant pairs of an OBO / token-exchange request for the user's token.
-pub fn obo_grant(mode: OboMode, user_token: &str) -> Vec<(&'static str, &str)> {
-    match mode {
-        OboMode::EntraObo => {
-            vec![("grant_type", GRANT_JWT_BEARER), ("assertion", user_token), ("requested_token_use", "on_behalf_of")]
-        }
-        OboMode::TokenExchange => vec![
-            ("grant_type", GRANT_TOKEN_EXCHANGE),
-            ("subject_token", user_token),
-            ("subject_token_type", TOKEN_TYPE_ACCESS_TOKEN),
-            ("requested_token_type", TOKEN_TYPE_ACCESS_TOKEN),
-        ],
-    }
-}
-
-/// Adds `store` (the stored token changed before a failure) to an `err` answer.
-fn with_store(answer: Answer, fields: Option<&Map<String, Value>>) -> Answer {
-    match (answer, fields) {
-        (Answer::Err(mut e), Some(f)) => {
-            e.store = Some(RedactedJson(serde_json::to_string(f).unwrap_or_default()));
-            e.diag.push("the stored token changed before the failure: store is to be written".into());
-            Answer::Err(e)
-        }
-        (a, _) => a,
-    }
-}
-
-/// `check` / `retrieve` with `"obo"`.
-pub fn handle_obo(req: &Request, stored: &StoredToken, obo: &crate::contract::OboRequest) -> Answer {
-    let (client_id, scope, assertion_scope) = (obo.client_id.trim(), obo.scope.trim(), obo.assertion_scope.trim());
-    if client_id.is_empty() || scope.is_empty() || assertion_scope.is_empty() {
-        return err_answer(
-            ErrorCode::InternalError,
-            "`obo.client_id`, `obo.scope` and `obo.assertion_scope` must not be empty.",
-            None,
-            None,
-            vec![],
-        );
-    }
-    let mut diag = Vec::new();
-    let mode = match OboMode::parse(obo.mode.as_deref()) {
-        Ok(m) => m,
-        Err(m) => {
-            diag.push(format!("obo mode '{m}' is not supported"));
-            return err_answer(
-                ErrorCode::IdpMisconfigured,
-                "The on-behalf-of mode is not supported (use entra_obo or token_exchange).",
-                None,
-                None,
-                diag,
-            );
-        }
-    };
-    let now = req.now;
-    let min_validity = req.policy.min_validity_s();
-    let key = format!("{client_id} {scope}");
-    let current = entry(&stored.fields, OBO_KEY, &key);
-    let expiry = decision_expiry(current);
-    let assertion_left =
-        entry(&stored.fields, RESOURCES_KEY, assertion_scope).and_then(entry_expiry).map(|e| e.saturating_sub(now));
-    let can_obtain = stored.refresh_token().is_some() || assertion_left.is_some_and(|l| l > 0);
-    let left = |e: i64| e.saturating_sub(now);
-    match decide(expiry, can_obtain, now, min_validity) {
-        Decision::Serve => {
-            diag.push(match expiry {
-                Some(e) => format!("obo token: {} s left", left(e)),
-                None => "obo token: expiry unknown".into(),
-            });
-            let entry = current.cloned().unwrap_or_default();
-            ok_answer(Got { entry, expiry, fields: None, upstream_ms: None, refresh_failure: None }, now, diag)
-        }
-        Decision::Reauth => {
-            diag.push("reauth: obo token missing or expired, no user token to exchange".into());
-            err_answer(
-                ErrorCode::ReauthRequired,
-                "No token for the downstream API and nothing to obtain one with; the user must sign in again.",
-                None,
-                None,
-                diag,
-            )
-        }
-        Decision::Refresh => {
-            diag.push(match (current, expiry) {
-                (None, _) => "obo due: none stored".into(),
-                (Some(_), Some(e)) => format!("obo due: {} s left", left(e)),
-                (Some(_), None) => "obo due: expiry unknown".into(),
-            });
-            if req.op == crate::contract::Op::Check {
-                return Answer::Ok(OkAnswer {
-                    action: Action::Refresh,
-                    response: None,
-                    store: None,
-                    upstream_ms: None,
-                    expires_at: expiry.filter(|_| current.is_some()),
-                    refresh_failure: None,
-                    diag,
-                });
-            }
-            obo_exchange(req, stored, obo, mode, &key, current, diag)
-        }
-    }
-}
-
-fn obo_exchange(
-    req: &Request,
-    stored: &StoredToken,
-    obo: &crate::contract::OboRequest,
-    mode: OboMode,
-    key: &str,
-    current: Option<&Map<String, Value>>,
-    mut diag: Vec<String>,
-) -> Answer {
-    let Some(idp) = &req.idp else {
-        return err_answer(
-            ErrorCode::InternalError,
-            "An on-behalf-of exchange is due but the request has no `idp` settings.",
-            None,
-            None,
-            diag,
-        );
-    };
-    let creds = match crate::grant::Credentials::prepare(
-        obo.client_id.trim(),
-        obo.secret(),
-        obo.client_auth.as_deref(),
-        obo.assertion.as_ref(),
-    ) {
-        Ok(c) => c,
-        Err(e) => return crate::retrieve::credentials_error(e, diag),
-    };
-    let assertion_scope = obo.assertion_scope.trim();
-    let refresh_scope = format!("{assertion_scope} offline_access");
-    let got = match ensure(req, stored, assertion_scope, &refresh_scope, &mut diag) {
-        Ok(g) => g,
-        Err(answer) => return answer,
-    };
-    let changed = got.fields.as_ref();
-    let Some(user_token) = non_empty_str(&got.entry, "access_token") else {
-        return with_store(
-            err_answer(ErrorCode::ReauthRequired, "No user token to exchange.", None, None, diag),
-            changed,
-        );
-    };
-    let grant = obo_grant(mode, user_token);
-    let scope = obo.scope.trim();
-    let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, crate::retrieve::Grant::Repeatable, &mut diag, || {
-            crate::grant::token_request(&creds, &idp.token_url, &grant, Some(scope))
-        }) {
-            Ok(x) => x,
-            Err(description) => return with_store(local_misconfiguration(description, diag), changed),
-        };
-    let total_ms = got.upstream_ms.unwrap_or(0).saturating_add(upstream_ms);
-    let still_valid = current.and_then(entry_expiry).is_some_and(|e| e > req.now);
-    let serve_current = |failure: RefreshFailure, mut diag: Vec<String>| {
-        let entry = current.cloned().unwrap_or_default();
-        let expiry = entry_expiry(&entry);
-        diag.push(format!(
-            "obo failed; serving the stored obo token, still valid for {} s",
-            expiry.unwrap_or(req.now).saturating_sub(req.now)
-        ));
-        let refresh_failure = Some(failure);
-        ok_answer(
-            Got { entry, expiry, fields: got.fields.clone(), upstream_ms: Some(total_ms), refresh_failure },
-            req.now,
-            diag,
-        )
-    };
-    match finished {
-        Finished::Success { body, attempts } => {
-            let (entry, expiry) = new_entry(body, req.now, req.policy.default_lifetime_s());
-            if expiry <= req.now {
-                diag.push("obo answer holds an access token that is already expired".into());
-                let up = Upstream { status: last_status, ..Upstream::default() };
-                let a = err_answer(
-                    ErrorCode::UpstreamError,
-                    ErrorCode::UpstreamError.upstream_description(),
-                    Some(up),
-                    None,
-                    diag,
-                );
-                return with_store(with_upstream_ms(a, total_ms), changed);
-            }
-            let mut fields = got.fields.clone().unwrap_or_else(|| stored.fields.clone());
-            insert_bounded(&mut fields, OBO_KEY, key, entry.clone());
-            let status = last_status.map_or_else(|| "-".to_string(), |s| s.to_string());
-            let what = if mode == OboMode::EntraObo { "obo" } else { "token exchange" };
-            diag.push(format!(
-                "{what}: upstream {status} in {upstream_ms} ms (attempt {attempts}), {} s valid",
-                expiry.saturating_sub(req.now)
-            ));
-            ok_answer(
-                Got {
-                    entry,
-                    expiry: Some(expiry),
-                    fields: Some(fields),
-                    upstream_ms: Some(total_ms),
-                    refresh_failure: None,
-                },
-                req.now,
-                diag,
-            )
-        }
-        Finished::Failed(f) if f.code == ErrorCode::UpstreamError && still_valid => {
-            diag.push(f.reason);
-            serve_current(RefreshFailure { code: f.code, upstream: f.upstream }, diag)
-        }
-        Finished::RetryLater { upstream, .. } if still_valid => {
-            serve_current(RefreshFailure { code: ErrorCode::RetryLater, upstream }, diag)
-        }
-        Finished::Failed(f) => {
-            diag.push(f.reason);
-            let a = err_answer(f.code, obo_description(f.code), f.upstream, None, diag);
-            with_store(with_upstream_ms(a, total_ms), changed)
-        }
-        Finished::RetryLater { upstream, retry_after_s, .. } => with_store(
-            with_upstream_ms(
-                err_answer(
-                    ErrorCode::RetryLater,
-                    ErrorCode::RetryLater.upstream_description(),
-                    upstream,
-                    Some(retry_after_s),
-                    diag,
-                ),
-                total_ms,
-            ),
-            changed,
-        ),
-    }
-}
-
-/// Our description of an OBO failure (the refresh-token wording does not fit).
-fn obo_description(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::ReauthRequired => {
-            "The identity provider rejected the on-behalf-of exchange for the user; the user must sign in again."
-        }
-        ErrorCode::ConsentRequired => {
-            "The identity provider requires consent for the downstream API; the user (or an administrator) must consent."
-        }
-        other => other.upstream_description(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use crate::pure::stored::OBO_KEY;
     use serde_json::json;
 
     const NOW: i64 = 1_764_100_000;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     fn check(stored: Value, resource: Value) -> Value {
         let req: Request = serde_json::from_value(
             json!({"v":1,"op":"check","now":NOW,"stored":stored.to_string(),"resource":resource}),
         )
         .unwrap();
-        serde_json::from_str(&crate::retrieve::handle(&req).to_json()).unwrap()
+        serde_json::from_str(&crate::dispatch::handle(&req).to_json()).unwrap()
     }
 
     #[test]
@@ -643,55 +287,10 @@ mod tests {
             RESOURCES_KEY: {"s": {"access_token":"r"}}, OBO_KEY: {"c s": {"access_token":"o"}}});
         let req: Request =
             serde_json::from_value(json!({"v":1,"op":"check","now":NOW,"stored":st.to_string()})).unwrap();
-        let a: Value = serde_json::from_str(&crate::retrieve::handle(&req).to_json()).unwrap();
+        let a: Value = serde_json::from_str(&crate::dispatch::handle(&req).to_json()).unwrap();
         let r = &a["ok"]["response"];
         assert_eq!(r["access_token"], "top");
         assert!(r.get(RESOURCES_KEY).is_none() && r.get(OBO_KEY).is_none(), "{r}");
-    }
-
-    #[test]
-    fn new_entry_drops_refresh_and_id_tokens_and_sets_expiration() {
-        let (e, exp) = new_entry(
-            obj(
-                json!({"access_token":"a","refresh_token":"r","refresh_expires_in":9,"id_token":"i","expires_in":"3599","ext_expires_in":"3599","scope":"s"}),
-            ),
-            NOW,
-            300,
-        );
-        assert_eq!(exp, NOW + 3599);
-        assert_eq!(e["expires_in"], 3599);
-        assert_eq!(e["ext_expires_in"], "3599");
-        assert_eq!(e[ACCESS_TOKEN_EXPIRATION], NOW + 3599);
-        for k in NOT_IN_ENTRY {
-            assert!(e.get(k).is_none(), "{k}");
-        }
-    }
-
-    #[test]
-    fn insert_bounded_keeps_at_most_16_and_drops_the_earliest_expiry() {
-        let mut f = Map::new();
-        for i in 0..MAX_ENTRIES as i64 {
-            insert_bounded(
-                &mut f,
-                RESOURCES_KEY,
-                &format!("k{i}"),
-                obj(json!({"access_token":"a","accessTokenExpiration": NOW + 100 + i})),
-            );
-        }
-        // Replacing an existing key never evicts.
-        insert_bounded(&mut f, RESOURCES_KEY, "k3", obj(json!({"access_token":"a","accessTokenExpiration": NOW + 1})));
-        assert_eq!(f[RESOURCES_KEY].as_object().unwrap().len(), MAX_ENTRIES);
-        insert_bounded(&mut f, RESOURCES_KEY, "new", obj(json!({"access_token":"a","accessTokenExpiration": NOW})));
-        let m = f[RESOURCES_KEY].as_object().unwrap();
-        assert_eq!(m.len(), MAX_ENTRIES);
-        assert!(m.contains_key("new") && !m.contains_key("k3") && m.contains_key("k0"));
-    }
-
-    #[test]
-    fn insert_bounded_replaces_a_map_that_is_not_an_object() {
-        let mut f = obj(json!({RESOURCES_KEY: "garbage"}));
-        insert_bounded(&mut f, RESOURCES_KEY, "s", obj(json!({"access_token":"a"})));
-        assert_eq!(f[RESOURCES_KEY]["s"]["access_token"], "a");
     }
 
     proptest! {

@@ -1,5 +1,7 @@
-//! The only FFI module: the three native methods of
+//! Layer 5 (top): the JNI edge, the only FFI module: the native methods of
 //! `dev.freshtoken.keycloak.nativecore.NativeCore`.
+//!
+//! May use: `dispatch` (and nothing below it directly). Nothing uses it but the JVM.
 //!
 //! Each `Java_…` function is one line around an ordinary Rust function returning
 //! `Result`. `EnvUnowned::with_env` catches panics; [`ThrowWithoutPayload`] turns errors
@@ -102,13 +104,13 @@ pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_panicF
 
 fn version<'l>(env: &mut Env<'l>) -> jni::errors::Result<JString<'l>> {
     install_panic_hook();
-    JString::from_str(env, crate::version())
+    JString::from_str(env, crate::dispatch::version())
 }
 
 fn call<'l>(env: &mut Env<'l>, request: &JString<'_>) -> jni::errors::Result<JString<'l>> {
     install_panic_hook();
     let answer =
-        if request.is_null() { crate::null_request_answer() } else { crate::call(&request.try_to_string(env)?) };
+        if request.is_null() { crate::dispatch::null_request_answer() } else { crate::dispatch::call(&request.try_to_string(env)?) };
     JString::from_str(env, answer)
 }
 

@@ -6,96 +6,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::contract::Upstream;
-use crate::http::{Body, HttpFailure, HttpResponse};
-use crate::stored::non_empty_str;
-
-/// The closed set of error codes (Java adds `forbidden` and `native_unavailable` itself).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    ReauthRequired,
-    ConsentRequired,
-    AdminActionRequired,
-    RetryLater,
-    IdpMisconfigured,
-    UpstreamError,
-    Forbidden,
-    NativeUnavailable,
-    InternalError,
-    /// The stored token is encrypted and cannot be opened (no, unknown or wrong key), or the
-    /// storage keys could not be loaded. Nothing is written.
-    StorageKeyError,
-    /// The stored token is encrypted for another row (realm, Keycloak user, IdP alias or
-    /// user at the IdP) than the one it was read from: a database writer moved or copied it.
-    /// It is not used; nothing is written.
-    StorageBindingMismatch,
-    /// Storage encryption is on and the row holds a plain value, which is refused unless the
-    /// operator allows plain rows (`allow-plaintext`, a migration window). Nothing is written.
-    StoragePlaintextRow,
-}
-
-impl ErrorCode {
-    /// The HTTP status the app sees for this code.
-    pub fn status(self) -> u16 {
-        match self {
-            ErrorCode::ReauthRequired | ErrorCode::ConsentRequired => 400,
-            ErrorCode::AdminActionRequired | ErrorCode::Forbidden => 403,
-            ErrorCode::RetryLater | ErrorCode::NativeUnavailable => 503,
-            ErrorCode::IdpMisconfigured | ErrorCode::UpstreamError => 502,
-            ErrorCode::InternalError
-            | ErrorCode::StorageKeyError
-            | ErrorCode::StorageBindingMismatch
-            | ErrorCode::StoragePlaintextRow => 500,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::ReauthRequired => "reauth_required",
-            ErrorCode::ConsentRequired => "consent_required",
-            ErrorCode::AdminActionRequired => "admin_action_required",
-            ErrorCode::RetryLater => "retry_later",
-            ErrorCode::IdpMisconfigured => "idp_misconfigured",
-            ErrorCode::UpstreamError => "upstream_error",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NativeUnavailable => "native_unavailable",
-            ErrorCode::InternalError => "internal_error",
-            ErrorCode::StorageKeyError => "storage_key_error",
-            ErrorCode::StorageBindingMismatch => "storage_binding_mismatch",
-            ErrorCode::StoragePlaintextRow => "storage_plaintext_row",
-        }
-    }
-
-    /// Our own description for the app, for failures the IdP reported.
-    pub fn upstream_description(self) -> &'static str {
-        match self {
-            ErrorCode::ReauthRequired => {
-                "The refresh token was rejected by the identity provider; the user must sign in again."
-            }
-            ErrorCode::ConsentRequired => {
-                "The identity provider requires the user's consent; the user must sign in again and consent."
-            }
-            ErrorCode::AdminActionRequired => {
-                "The identity provider refused the token for a reason only an administrator can resolve (admin consent, Conditional Access, disabled account)."
-            }
-            ErrorCode::RetryLater => "The identity provider is unavailable at the moment; try again later.",
-            ErrorCode::IdpMisconfigured => {
-                "The identity provider cannot be used as configured (client credentials, scope, token URL or TLS); an administrator must fix the identity provider settings."
-            }
-            ErrorCode::UpstreamError => "The identity provider gave an answer that could not be used.",
-            ErrorCode::Forbidden => "Not allowed.",
-            ErrorCode::NativeUnavailable => "The native core is not available.",
-            ErrorCode::InternalError => "Internal error in the fresh-token core.",
-            ErrorCode::StorageKeyError => "The stored token cannot be decrypted with this node's storage keys.",
-            ErrorCode::StorageBindingMismatch => "The stored token belongs to another row and is not used.",
-            ErrorCode::StoragePlaintextRow => "The stored token is not encrypted while storage encryption is on.",
-        }
-    }
-}
+use super::json::{non_empty_str, number_or_string};
+use super::response::{Body, HttpFailure, HttpResponse};
+use crate::wire::{ErrorCode, Upstream};
 
 /// AADSTS codes meaning the user must sign in again (expired/revoked grant, MFA, …).
 pub const AADSTS_REAUTH: &[i64] = &[70008, 700082, 700084, 50173, 70043, 50076, 50079, 50158, 50055];
@@ -313,7 +228,7 @@ fn parse_object(body: &[u8], content_type: Option<&str>) -> Option<Map<String, V
         return None;
     }
     let text = std::str::from_utf8(body).ok()?;
-    let pairs = crate::form::decode_pairs(text.trim())?;
+    let pairs = super::form::decode_pairs(text.trim())?;
     (!pairs.is_empty()).then(|| pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
 }
 
@@ -322,8 +237,8 @@ fn upstream_from_error_object(status: u16, o: &Map<String, Value>) -> Option<Ups
     let error = non_empty_str(o, "error")?;
     let description = o.get("error_description").and_then(Value::as_str).map(truncate_description);
     let mut error_codes: Vec<i64> = match o.get("error_codes") {
-        Some(Value::Array(a)) => a.iter().filter_map(crate::stored::number_or_string).take(16).collect(),
-        Some(v) => crate::stored::number_or_string(v).into_iter().collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(number_or_string).take(16).collect(),
+        Some(v) => number_or_string(v).into_iter().collect(),
         None => Vec::new(),
     };
     if error_codes.is_empty() {

@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use crate::stored::number_or_string;
+use super::json::number_or_string;
 
 /// Payloads larger than this are not decoded (a JWT in a header is far smaller).
 const MAX_PAYLOAD_CHARS: usize = 64 * 1024;

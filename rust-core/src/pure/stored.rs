@@ -8,8 +8,19 @@
 
 use serde_json::{Map, Value};
 
+use super::json::{non_empty_str, number_or_string};
+
 /// Keycloak's field: absolute epoch seconds at which the access token expires.
 pub const ACCESS_TOKEN_EXPIRATION: &str = "accessTokenExpiration";
+
+/// Top-level key of the stored token: epoch seconds of the last refresh by this extension.
+pub const REFRESHED_AT: &str = "fresh_token_refreshed_at";
+/// Top-level key of the per-resource tokens.
+pub const RESOURCES_KEY: &str = "fresh_token_resources";
+/// Top-level key of the on-behalf-of / token-exchange results.
+pub const OBO_KEY: &str = "fresh_token_obo";
+/// Our keys in the stored token: kept across top-level refreshes, never in a response.
+pub const EXTENSION_KEYS: [&str; 3] = [RESOURCES_KEY, OBO_KEY, REFRESHED_AT];
 
 /// How the stored string was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,28 +68,6 @@ impl std::fmt::Debug for StoredToken {
     }
 }
 
-/// A number, or a string holding a number (`"3599"`, `" 3599 "`, `"3599.0"`), as i64.
-/// Non-finite or out-of-range values give `None`.
-pub fn number_or_string(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(f64_to_i64)),
-        Value::String(s) => {
-            let s = s.trim();
-            s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().and_then(f64_to_i64))
-        }
-        _ => None,
-    }
-}
-
-fn f64_to_i64(f: f64) -> Option<i64> {
-    (f.is_finite() && f.abs() < 9.0e15).then(|| f.trunc() as i64)
-}
-
-/// A non-empty string field.
-pub fn non_empty_str<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    fields.get(key).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
-}
-
 impl StoredToken {
     /// Reads a stored string in either format.
     pub fn parse(s: &str) -> Result<StoredToken, StoredError> {
@@ -105,7 +94,7 @@ impl StoredToken {
             return None;
         }
         let mut fields = Map::new();
-        for (k, v) in crate::form::decode_pairs(t)? {
+        for (k, v) in super::form::decode_pairs(t)? {
             if k.is_empty() {
                 return None;
             }
@@ -138,14 +127,14 @@ impl StoredToken {
         let Some(at) = self.access_token() else {
             return Some(0);
         };
-        self.access_token_expiration().or_else(|| crate::jwt::exp(at))
+        self.access_token_expiration().or_else(|| super::jwt::exp(at))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::make_jwt;
+    use crate::pure::jwt::make_jwt;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -244,19 +233,6 @@ mod tests {
         let d = format!("{t:?}");
         assert!(d.contains("access_token"));
         assert!(!d.contains("rt-value") && !d.contains("eyJ.at.sig"));
-    }
-
-    #[test]
-    fn number_or_string_accepts_numbers_numeric_strings_and_floats() {
-        assert_eq!(number_or_string(&json!(3599)), Some(3599));
-        assert_eq!(number_or_string(&json!("3599")), Some(3599));
-        assert_eq!(number_or_string(&json!(" 42 ")), Some(42));
-        assert_eq!(number_or_string(&json!(3599.9)), Some(3599));
-        assert_eq!(number_or_string(&json!("1e3")), Some(1000));
-        assert_eq!(number_or_string(&json!("abc")), None);
-        assert_eq!(number_or_string(&json!("NaN")), None);
-        assert_eq!(number_or_string(&json!(null)), None);
-        assert_eq!(number_or_string(&json!(1e300)), None);
     }
 
     proptest! {

@@ -11,39 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::secret::SecretValue;
-
-/// Default and maximum assertion lifetime in seconds.
-pub const DEFAULT_LIFETIME_S: i64 = 300;
-pub const MAX_LIFETIME_S: i64 = 600;
-
-/// `"assertion": {"key_pem", "cert_pem", "alg", "lifetime_s"}` of the contract.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AssertionConfig {
-    /// PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`) RSA private key, PEM.
-    #[serde(default)]
-    pub key_pem: SecretValue,
-    /// The X.509 certificate registered with the IdP, PEM (the first certificate counts).
-    #[serde(default)]
-    pub cert_pem: String,
-    /// `PS256` (default) or `RS256`.
-    #[serde(default)]
-    pub alg: Option<String>,
-    /// Default 300; absent, null or <= 0: default; above 600: 600.
-    #[serde(default)]
-    pub lifetime_s: Option<i64>,
-}
-
-impl AssertionConfig {
-    pub fn lifetime_s(&self) -> i64 {
-        match self.lifetime_s {
-            Some(s) if s > 0 => s.min(MAX_LIFETIME_S),
-            _ => DEFAULT_LIFETIME_S,
-        }
-    }
-}
+use crate::wire::AssertionConfig;
 
 /// A parsed key and certificate, ready to sign assertions.
 pub struct Signer {
@@ -172,6 +142,7 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::SecretValue;
     use proptest::prelude::*;
 
     #[test]
@@ -195,8 +166,8 @@ mod tests {
             alg: alg.map(Into::into),
             lifetime_s: None,
         };
-        let cert = include_str!("../tests/fixtures/client.cert.pem");
-        let key = include_str!("../tests/fixtures/client.key.pkcs8.pem");
+        let cert = include_str!("../../tests/fixtures/client.cert.pem");
+        let key = include_str!("../../tests/fixtures/client.key.pkcs8.pem");
         for (c, words) in [
             (cfg("KEY-SAMPLE-garbage", cert, None), "key_pem"),
             (cfg("-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----\n", cert, None), "key_pem"),

@@ -2,10 +2,9 @@
 
 use base64::Engine as _;
 
-use crate::assertion::{AssertionConfig, Signer};
-use crate::contract::IdpConfig;
-use crate::form;
-use crate::secret::SecretValue;
+use super::assertion::Signer;
+use crate::pure::form;
+use crate::wire::{AssertionConfig, IdpConfig, SecretValue};
 
 /// How the client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

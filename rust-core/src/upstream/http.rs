@@ -18,7 +18,9 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION
 
 use sha2::{Digest as _, Sha256};
 
-use crate::grant::TokenRequest;
+use super::grant::TokenRequest;
+use crate::pure::response::{Body, HttpFailure, HttpResponse};
+use crate::wire::IdpConfig;
 
 /// The pooled clients, by what they were built with.
 static CLIENTS: LazyLock<Mutex<HashMap<ClientKey, Client>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -58,6 +60,16 @@ impl std::fmt::Debug for Transport<'_> {
     }
 }
 
+/// How requests to this IdP leave the process (pooled client key).
+pub fn transport_of(idp: &IdpConfig) -> Transport<'_> {
+    Transport {
+        connect_timeout: Duration::from_millis(idp.connect_timeout_ms()),
+        ca_pem: idp.ca_pem.as_deref(),
+        ca_sha256: idp.ca_sha256.as_deref(),
+        proxy_url: idp.proxy_url.as_ref().map(crate::wire::SecretValue::expose),
+    }
+}
+
 /// The pool key: connect timeout, SHA-256 of the CA bundle (so another truststore gets a new
 /// client), proxy setting.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -80,59 +92,6 @@ pub struct Limits {
     /// Total time for the request, body included.
     pub timeout: Duration,
     pub max_body_bytes: u64,
-}
-
-/// An HTTP answer, whatever its status.
-#[derive(Clone, PartialEq, Eq)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub content_type: Option<String>,
-    pub retry_after: Option<String>,
-    /// Whether a `Location` header came with it (its value is not kept).
-    pub has_location: bool,
-    pub body: Body,
-    pub elapsed: Duration,
-}
-
-impl std::fmt::Debug for HttpResponse {
-    /// The body may hold tokens: only its size is shown.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpResponse")
-            .field("status", &self.status)
-            .field("content_type", &self.content_type)
-            .field("retry_after", &self.retry_after)
-            .field(
-                "body_len",
-                &match &self.body {
-                    Body::Complete(b) => Some(b.len()),
-                    Body::TooLarge => None,
-                },
-            )
-            .finish()
-    }
-}
-
-#[derive(Clone, PartialEq, Eq)]
-pub enum Body {
-    Complete(Vec<u8>),
-    /// Longer than `max_body_bytes`; reading stopped at the cap.
-    TooLarge,
-}
-
-/// Why no HTTP answer arrived. The text is the transport's own words (no request data).
-/// `Connect`, `Tls` and `InvalidUrl`: the request was not sent. `Timeout` (after the
-/// connection stood) and `Io`: it may have been processed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HttpFailure {
-    /// The connection stood, the answer did not come in time.
-    Timeout(String),
-    /// No connection: refused, DNS, connect timeout, proxy CONNECT failure.
-    Connect(String),
-    Tls(String),
-    /// The URL is unusable (not http/https, malformed).
-    InvalidUrl(String),
-    /// Anything else on the way (connection reset, body read failure).
-    Io(String),
 }
 
 /// The extra roots of a PEM bundle: every `CERTIFICATE` block, each checked to be a
@@ -429,7 +388,7 @@ mod tests {
         assert!(!format!("{t:?}").contains("CA-SAMPLE"));
     }
 
-    const CA: &str = include_str!("../tests/fixtures/ca.pem");
+    const CA: &str = include_str!("../../tests/fixtures/ca.pem");
 
     #[test]
     fn a_bundle_handed_over_with_trust_is_found_by_its_digest_and_an_unknown_digest_is_refused() {
@@ -451,8 +410,8 @@ mod tests {
 
     fn post(url: &str, timeout_ms: u64) -> Result<HttpResponse, HttpFailure> {
         let t = Transport { connect_timeout: Duration::from_millis(500), ca_pem: None, ca_sha256: None, proxy_url: Some("") };
-        let req = crate::grant::TokenRequest {
-            body: crate::secret::SecretValue::new("grant_type=refresh_token&refresh_token=RT-SAMPLE-http-1"),
+        let req = crate::upstream::grant::TokenRequest {
+            body: crate::wire::SecretValue::new("grant_type=refresh_token&refresh_token=RT-SAMPLE-http-1"),
             authorization: None,
         };
         post_form(

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::contract::Upstream;
-use crate::errors::{DEFAULT_RETRY_AFTER, Failure, Outcome};
+use crate::pure::classify::{DEFAULT_RETRY_AFTER, Failure, Outcome};
+use crate::wire::Upstream;
 
 /// Base of the exponential backoff: ~200 ms, ~400 ms, ~800 ms, … (before jitter).
 pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
@@ -123,7 +123,7 @@ pub fn run(policy: RetryPolicy, diag: &mut Vec<String>, mut attempt: impl FnMut(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::errors::ErrorCode;
+    use crate::wire::ErrorCode;
 
     fn policy(max_attempts: u32, deadline_ms: u64) -> RetryPolicy {
         RetryPolicy {

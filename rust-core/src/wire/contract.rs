@@ -3,10 +3,9 @@
 //!
 //! Field names here are the contract; the Java side reads and writes exactly these.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Deserialize;
 
-use crate::secret::{SecretValue, TokenValue};
+use super::secret::{SecretValue, TokenValue};
 
 /// Version of the JSON contract; Java's `NativeCore.CONTRACT_VERSION` must match.
 pub const CONTRACT_VERSION: u32 = 1;
@@ -46,12 +45,12 @@ pub struct Request {
     #[serde(default)]
     pub scope: Option<String>,
     /// The row `stored` belongs to (IdP alias, user id at the IdP): the associated data of
-    /// encryption at rest (contract 1 addition, `atrest.rs`).
+    /// encryption at rest (contract 1 addition, `pure/seal.rs`).
     #[serde(default)]
-    pub binding: Option<crate::atrest::Binding>,
+    pub binding: Option<Binding>,
     /// `keyring` op only: where the storage keys are (contract 1 addition).
     #[serde(default)]
-    pub keyring: Option<crate::atrest::KeyringRequest>,
+    pub keyring: Option<KeyringRequest>,
     /// `seal` op only: the row's current value, whose refresh token a login answer without
     /// one keeps (contract 1 addition).
     #[serde(default)]
@@ -83,7 +82,7 @@ pub struct OboRequest {
     pub client_auth: Option<String>,
     /// Key and certificate for `client_auth: private_key_jwt`.
     #[serde(default)]
-    pub assertion: Option<crate::assertion::AssertionConfig>,
+    pub assertion: Option<AssertionConfig>,
     /// The user's token is requested for this scope first (its audience must be the
     /// middle tier), e.g. `api://<middle-tier>/.default`.
     pub assertion_scope: String,
@@ -110,7 +109,7 @@ pub enum Op {
     /// An app-only token (client_credentials), cached in process memory.
     #[serde(rename = "app_token")]
     AppToken,
-    /// Status of the stored token for admins (`crate::inspect`); no network, no token values.
+    /// Status of the stored token for admins (`flows::inspect`); no network, no token values.
     Inspect,
     /// Loads the storage keys (encryption at rest), once at start-up.
     Keyring,
@@ -196,10 +195,10 @@ pub struct IdpConfig {
     /// Absent: proxy from the environment; `""`: no proxy; a URL: every request of this
     /// call through that proxy (contract 1 addition).
     #[serde(default)]
-    pub proxy_url: Option<crate::secret::SecretValue>,
+    pub proxy_url: Option<SecretValue>,
     /// Key and certificate for `client_auth: private_key_jwt` (contract 1 addition).
     #[serde(default)]
-    pub assertion: Option<crate::assertion::AssertionConfig>,
+    pub assertion: Option<AssertionConfig>,
     /// Keycloak realm id of the IdP; part of the `app_token` cache key (contract 1 addition).
     #[serde(default)]
     pub realm_id: Option<String>,
@@ -249,15 +248,6 @@ impl IdpConfig {
     pub fn secret(&self) -> Option<&SecretValue> {
         self.client_secret.as_ref().filter(|s| !s.is_empty())
     }
-    /// How requests to this IdP leave the process (pooled client key).
-    pub fn transport(&self) -> crate::http::Transport<'_> {
-        crate::http::Transport {
-            connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms()),
-            ca_pem: self.ca_pem.as_deref(),
-            ca_sha256: self.ca_sha256.as_deref(),
-            proxy_url: self.proxy_url.as_ref().map(crate::secret::SecretValue::expose),
-        }
-    }
     /// The refresh scope, when non-empty after trimming.
     pub fn scope(&self) -> Option<&str> {
         self.refresh_scope.as_deref().map(str::trim).filter(|s| !s.is_empty())
@@ -275,149 +265,65 @@ pub mod defaults {
     pub const DEADLINE_MS: u64 = 20_000;
 }
 
-/// The answer envelope: `{"ok": {...}}` or `{"err": {...}}`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Answer {
-    Ok(OkAnswer),
-    Err(ErrAnswer),
-    /// The `ok` answer of `inspect`.
-    #[serde(rename = "ok")]
-    Inspect(crate::inspect::InspectAnswer),
+/// The row a value belongs to: the realm id, the Keycloak user id, the IdP alias and the
+/// user's id at the IdP (contract 1: `realm` and `user` are additions; absent counts as "").
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Binding {
+    pub alias: String,
+    pub subject: String,
+    #[serde(default)]
+    pub realm: String,
+    #[serde(default)]
+    pub user: String,
 }
 
-impl Answer {
-    pub fn to_json(&self) -> String {
-        // Serialising these types cannot fail (string keys, no maps with non-string keys);
-        // fall back to a fixed envelope rather than panicking all the same.
-        serde_json::to_string(self).unwrap_or_else(|_| {
-            r#"{"err":{"code":"internal_error","status":500,"error_description":"The answer could not be serialised.","retry_after_s":null,"diag":[]}}"#.to_string()
-        })
+/// `"keyring": {"key_file": "/path", "mode": "encrypt"}` of the `keyring` op.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct KeyringRequest {
+    #[serde(default)]
+    pub key_file: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// While encrypting, plain values found in rows are used (and sealed on their next write)
+    /// instead of refused (`storage_plaintext_row`): a migration window. Default false.
+    #[serde(default)]
+    pub allow_plaintext: Option<bool>,
+}
+
+/// Default and maximum assertion lifetime in seconds.
+pub const DEFAULT_LIFETIME_S: i64 = 300;
+pub const MAX_LIFETIME_S: i64 = 600;
+
+/// `"assertion": {"key_pem", "cert_pem", "alg", "lifetime_s"}` of the contract.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AssertionConfig {
+    /// PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`) RSA private key, PEM.
+    #[serde(default)]
+    pub key_pem: SecretValue,
+    /// The X.509 certificate registered with the IdP, PEM (the first certificate counts).
+    #[serde(default)]
+    pub cert_pem: String,
+    /// `PS256` (default) or `RS256`.
+    #[serde(default)]
+    pub alg: Option<String>,
+    /// Default 300; absent, null or <= 0: default; above 600: 600.
+    #[serde(default)]
+    pub lifetime_s: Option<i64>,
+}
+
+impl AssertionConfig {
+    pub fn lifetime_s(&self) -> i64 {
+        match self.lifetime_s {
+            Some(s) if s > 0 => s.min(MAX_LIFETIME_S),
+            _ => DEFAULT_LIFETIME_S,
+        }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// The stored token is served as is.
-    Serve,
-    /// (`check` only) a refresh is needed and possible.
-    Refresh,
-    /// A refresh happened; `store` holds the new stored string.
-    Refreshed,
-}
-
-#[derive(Serialize)]
-pub struct OkAnswer {
-    pub action: Action,
-    /// The object the app receives; absent for `action: refresh`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response: Option<Map<String, Value>>,
-    /// The new stored string; present only after a refresh.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub store: Option<RedactedJson>,
-    /// Time spent talking to the IdP (all attempts), present only after a refresh.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_ms: Option<u64>,
-    /// Absolute expiry (epoch seconds) of the served access token; null when unknown.
-    pub expires_at: Option<i64>,
-    /// Present only with `action: serve` after a failed refresh (`retry_later` or
-    /// `upstream_error`) while the served token is still valid: what the failure was
-    /// (contract 1 addition, for events and metrics).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_failure: Option<RefreshFailure>,
-    pub diag: Vec<String>,
-}
-
-/// A refresh that failed while a still-valid token was served: our code and what the
-/// IdP said (never a token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RefreshFailure {
-    pub code: crate::errors::ErrorCode,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<Upstream>,
-}
-
-impl std::fmt::Debug for OkAnswer {
-    /// The response holds tokens: only its field names are shown.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OkAnswer")
-            .field("action", &self.action)
-            .field("response_fields", &self.response.as_ref().map(|r| r.keys().collect::<Vec<_>>()))
-            .field("store", &self.store)
-            .field("upstream_ms", &self.upstream_ms)
-            .field("expires_at", &self.expires_at)
-            .field("refresh_failure", &self.refresh_failure)
-            .field("diag", &self.diag)
-            .finish()
-    }
-}
-
-/// A string that serialises as itself but prints `[redacted]` in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedactedJson(pub String);
-
-impl std::fmt::Debug for RedactedJson {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl Serialize for RedactedJson {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ErrAnswer {
-    pub code: crate::errors::ErrorCode,
-    /// The HTTP status the app should see; fixed per code.
-    pub status: u16,
-    /// Our own words; never contains token values or secrets.
-    pub error_description: String,
-    /// What the IdP said, when it said something.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<Upstream>,
-    pub retry_after_s: Option<u64>,
-    /// Time spent talking to the IdP (all attempts and waits) when this call asked it
-    /// (contract 1 addition); absent when the IdP was not asked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_ms: Option<u64>,
-    pub diag: Vec<String>,
-    /// Rarely present (OBO only): the stored token changed before the failure (the user's
-    /// assertion token was refreshed, maybe with a rotated refresh token) and must be
-    /// written all the same.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub store: Option<RedactedJson>,
-}
-
-/// What the IdP answered, reduced to what is safe to show and log.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Upstream {
-    /// HTTP status; absent when no answer arrived (timeout, connection failure).
-    pub status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The IdP's own description, truncated to about 500 characters.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_description: Option<String>,
-    /// Entra's AADSTS numbers, when given.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub error_codes: Vec<i64>,
-    /// Entra's `suberror` (e.g. `consent_required`, `bad_token`), when given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub suberror: Option<String>,
-    /// Entra's `trace_id` / `correlation_id`, for support cases.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub correlation_id: Option<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn version_json_names_crate_version_and_contract_1() {
@@ -460,40 +366,5 @@ mod tests {
         assert_eq!(idp.max_attempts(), 3);
         assert_eq!(idp.deadline_ms(), 20_000);
         assert!(idp.secret().is_none());
-    }
-
-    #[test]
-    fn debug_of_ok_answer_never_contains_response_or_store_values() {
-        let mut response = Map::new();
-        response.insert("access_token".into(), Value::from("AT-SAMPLE-debug-1"));
-        let a = Answer::Ok(OkAnswer {
-            action: Action::Refreshed,
-            response: Some(response),
-            store: Some(RedactedJson(r#"{"refresh_token":"RT-SAMPLE-debug-2"}"#.into())),
-            upstream_ms: Some(1),
-            expires_at: None,
-            refresh_failure: None,
-            diag: vec![],
-        });
-        let d = format!("{a:?} {a:#?}");
-        assert!(d.contains("access_token"));
-        assert!(!d.contains("AT-SAMPLE-debug-1") && !d.contains("RT-SAMPLE-debug-2"), "{d}");
-    }
-
-    #[test]
-    fn ok_envelope_serialises_with_ok_key_and_omits_absent_store() {
-        let a = Answer::Ok(OkAnswer {
-            action: Action::Serve,
-            response: Some(Map::new()),
-            store: None,
-            upstream_ms: None,
-            expires_at: Some(5),
-            refresh_failure: None,
-            diag: vec![],
-        });
-        let v: Value = serde_json::from_str(&a.to_json()).unwrap();
-        assert_eq!(v["ok"]["action"], "serve");
-        assert!(v["ok"].get("store").is_none());
-        assert_eq!(v["ok"]["expires_at"], 5);
     }
 }
