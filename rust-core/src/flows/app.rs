@@ -16,12 +16,11 @@ use sha2::{Digest as _, Sha256};
 
 use crate::pure::entries::new_entry;
 use crate::pure::json::non_empty_str;
-use crate::upstream::exchange::{Exchanged, Grant, credentials_error, exchange};
+use super::refresh::{Obtained, Target, obtain, status_text};
+use crate::upstream::exchange::{Grant, credentials_error};
 use crate::upstream::grant::{Credentials, token_request};
-use crate::upstream::retry::Finished;
 use crate::wire::{
     Action, Answer, ErrAnswer, ErrorCode, IdpConfig, OkAnswer, RefreshFailure, Request, TokenValue, err_answer,
-    local_misconfiguration, with_upstream_ms,
 };
 
 /// At most this many keys are cached.
@@ -282,37 +281,30 @@ fn fetch(
 ) -> Fetched {
     let grant = [("grant_type", "client_credentials")];
     let failed = |answer| Fetched::Failed { answer: Box::new(answer), not_before: None };
-    let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, Grant::Repeatable, diag, || {
-            token_request(creds, &idp.token_url, &grant, Some(scope))
-        }) {
-            Ok(x) => x,
-            Err(description) => {
-                return failed(local_misconfiguration(description, std::mem::take(diag)));
-            }
-        };
-    let take = |d: &mut Vec<String>| std::mem::take(d);
-    match finished {
-        Finished::Success { body, attempts } => {
-            let (entry, expiry) = new_entry(body, now, default_lifetime_s);
+    let target = Target {
+        idp,
+        grant: Grant::Repeatable,
+        now,
+        // A still-valid cached token is served by the caller, under the cache lock.
+        still_valid: false,
+        describe: ErrorCode::upstream_description,
+        earlier_ms: 0,
+        what: "app token",
+        expired_names_status: false,
+    };
+    let make = || token_request(creds, &idp.token_url, &grant, Some(scope));
+    let accept = |body| {
+        let (entry, expiry) = new_entry(body, now, default_lifetime_s);
+        let usable = non_empty_str(&entry, "access_token").is_some();
+        (entry, usable.then_some(expiry))
+    };
+    match obtain(&target, diag, make, accept) {
+        Obtained::Fresh { token: entry, expiry, attempts, upstream_ms, last_status } => {
             let access_token = non_empty_str(&entry, "access_token").unwrap_or_default().to_string();
-            if expiry <= now || access_token.is_empty() {
-                diag.push("app token answer holds an access token that is already expired".into());
-                return failed(with_upstream_ms(
-                    err_answer(
-                        ErrorCode::UpstreamError,
-                        ErrorCode::UpstreamError.upstream_description(),
-                        None,
-                        None,
-                        take(diag),
-                    ),
-                    upstream_ms,
-                ));
-            }
             let token_type = non_empty_str(&entry, "token_type").unwrap_or("Bearer").to_string();
-            let status = last_status.map_or_else(|| "-".to_string(), |s| s.to_string());
             diag.push(format!(
-                "app token: upstream {status} in {upstream_ms} ms (attempt {attempts}), {} s valid",
+                "app token: upstream {} in {upstream_ms} ms (attempt {attempts}), {} s valid",
+                status_text(last_status),
                 expiry.saturating_sub(now)
             ));
             Fetched::Token(
@@ -320,26 +312,23 @@ fn fetch(
                 upstream_ms,
             )
         }
-        Finished::Failed(f) => {
-            diag.push(f.reason);
-            failed(with_upstream_ms(
-                err_answer(f.code, f.code.upstream_description(), f.upstream, None, take(diag)),
-                upstream_ms,
-            ))
-        }
-        Finished::RetryLater { upstream, retry_after_s, .. } => {
-            let throttled = upstream.as_ref().and_then(|u| u.status).is_some_and(|s| s == 429 || s == 503);
-            let not_before = throttled.then(|| Instant::now() + Duration::from_secs(retry_after_s));
-            let answer = with_upstream_ms(
-                err_answer(
-                    ErrorCode::RetryLater,
-                    ErrorCode::RetryLater.upstream_description(),
-                    upstream,
-                    Some(retry_after_s),
-                    take(diag),
-                ),
-                upstream_ms,
-            );
+        // `still_valid: false`: never asked for.
+        Obtained::StillValid { .. } => failed(err_answer(
+            ErrorCode::InternalError,
+            "An app-only token has no stored token to fall back on.",
+            None,
+            None,
+            std::mem::take(diag),
+        )),
+        Obtained::Failed(answer) => {
+            // Throttled (429 / 503 with its wait): no request before the wait is over.
+            let not_before = match &answer {
+                Answer::Err(e) if e.code == ErrorCode::RetryLater => {
+                    let throttled = e.upstream.as_ref().and_then(|u| u.status).is_some_and(|s| s == 429 || s == 503);
+                    e.retry_after_s.filter(|_| throttled).map(|s| Instant::now() + Duration::from_secs(s))
+                }
+                _ => None,
+            };
             Fetched::Failed { answer: Box::new(answer), not_before }
         }
     }

@@ -13,5 +13,6 @@ pub mod app;
 pub mod inspect;
 pub mod obo;
 pub mod own_token;
+pub mod refresh;
 pub mod resource;
 pub mod storage;

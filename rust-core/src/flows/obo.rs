@@ -9,11 +9,11 @@ use crate::pure::entries::{decision_expiry, entry, entry_expiry, insert_bounded,
 use crate::pure::freshness::{Decision, decide};
 use crate::pure::json::non_empty_str;
 use crate::pure::stored::{OBO_KEY, RESOURCES_KEY, StoredToken};
-use crate::upstream::exchange::{Exchanged, Grant, credentials_error, exchange};
-use crate::upstream::retry::Finished;
+use super::refresh::{Obtained, Target, obtain, status_text};
+use crate::upstream::exchange::{Grant, credentials_error};
+use crate::upstream::grant::{Credentials, token_request};
 use crate::wire::{
-    Action, Answer, ErrorCode, OboRequest, OkAnswer, Op, RedactedJson, RefreshFailure, Request, Upstream, err_answer,
-    local_misconfiguration, with_upstream_ms,
+    Action, Answer, ErrorCode, OboRequest, OkAnswer, Op, RedactedJson, Request, err_answer,
 };
 
 /// How the middle tier exchanges the user's token.
@@ -161,7 +161,7 @@ fn obo_exchange(
             diag,
         );
     };
-    let creds = match crate::upstream::grant::Credentials::prepare(
+    let creds = match Credentials::prepare(
         obo.client_id.trim(),
         obo.secret(),
         obo.client_auth.as_deref(),
@@ -185,52 +185,32 @@ fn obo_exchange(
     };
     let grant = obo_grant(mode, user_token);
     let scope = obo.scope.trim();
-    let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, Grant::Repeatable, &mut diag, || {
-            crate::upstream::grant::token_request(&creds, &idp.token_url, &grant, Some(scope))
-        }) {
-            Ok(x) => x,
-            Err(description) => return with_store(local_misconfiguration(description, diag), changed),
-        };
-    let total_ms = got.upstream_ms.unwrap_or(0).saturating_add(upstream_ms);
-    let still_valid = current.and_then(entry_expiry).is_some_and(|e| e > req.now);
-    let serve_current = |failure: RefreshFailure, mut diag: Vec<String>| {
-        let entry = current.cloned().unwrap_or_default();
-        let expiry = entry_expiry(&entry);
-        diag.push(format!(
-            "obo failed; serving the stored obo token, still valid for {} s",
-            expiry.unwrap_or(req.now).saturating_sub(req.now)
-        ));
-        let refresh_failure = Some(failure);
-        ok_answer(
-            Got { entry, expiry, fields: got.fields.clone(), upstream_ms: Some(total_ms), refresh_failure },
-            req.now,
-            diag,
-        )
+    let target = Target {
+        idp,
+        grant: Grant::Repeatable,
+        now: req.now,
+        still_valid: current.and_then(entry_expiry).is_some_and(|e| e > req.now),
+        describe: obo_description,
+        earlier_ms: got.upstream_ms.unwrap_or(0),
+        what: "obo",
+        expired_names_status: true,
     };
-    match finished {
-        Finished::Success { body, attempts } => {
-            let (entry, expiry) = new_entry(body, req.now, req.policy.default_lifetime_s());
-            if expiry <= req.now {
-                diag.push("obo answer holds an access token that is already expired".into());
-                let up = Upstream { status: last_status, ..Upstream::default() };
-                let a = err_answer(
-                    ErrorCode::UpstreamError,
-                    ErrorCode::UpstreamError.upstream_description(),
-                    Some(up),
-                    None,
-                    diag,
-                );
-                return with_store(with_upstream_ms(a, total_ms), changed);
-            }
+    let make = || token_request(&creds, &idp.token_url, &grant, Some(scope));
+    let accept = |body| {
+        let (entry, expiry) = new_entry(body, req.now, req.policy.default_lifetime_s());
+        (entry, Some(expiry))
+    };
+    match obtain(&target, &mut diag, make, accept) {
+        Obtained::Fresh { token: entry, expiry, attempts, upstream_ms, last_status } => {
             let mut fields = got.fields.clone().unwrap_or_else(|| stored.fields.clone());
             insert_bounded(&mut fields, OBO_KEY, key, entry.clone());
-            let status = last_status.map_or_else(|| "-".to_string(), |s| s.to_string());
             let what = if mode == OboMode::EntraObo { "obo" } else { "token exchange" };
             diag.push(format!(
-                "{what}: upstream {status} in {upstream_ms} ms (attempt {attempts}), {} s valid",
+                "{what}: upstream {} in {upstream_ms} ms (attempt {attempts}), {} s valid",
+                status_text(last_status),
                 expiry.saturating_sub(req.now)
             ));
+            let total_ms = target.earlier_ms.saturating_add(upstream_ms);
             ok_answer(
                 Got {
                     entry,
@@ -243,31 +223,21 @@ fn obo_exchange(
                 diag,
             )
         }
-        Finished::Failed(f) if f.code == ErrorCode::UpstreamError && still_valid => {
-            diag.push(f.reason);
-            serve_current(RefreshFailure { code: f.code, upstream: f.upstream }, diag)
+        Obtained::StillValid { failure, upstream_ms } => {
+            let entry = current.cloned().unwrap_or_default();
+            let expiry = entry_expiry(&entry);
+            diag.push(format!(
+                "obo failed; serving the stored obo token, still valid for {} s",
+                expiry.unwrap_or(req.now).saturating_sub(req.now)
+            ));
+            let refresh_failure = Some(failure);
+            ok_answer(
+                Got { entry, expiry, fields: got.fields.clone(), upstream_ms: Some(upstream_ms), refresh_failure },
+                req.now,
+                diag,
+            )
         }
-        Finished::RetryLater { upstream, .. } if still_valid => {
-            serve_current(RefreshFailure { code: ErrorCode::RetryLater, upstream }, diag)
-        }
-        Finished::Failed(f) => {
-            diag.push(f.reason);
-            let a = err_answer(f.code, obo_description(f.code), f.upstream, None, diag);
-            with_store(with_upstream_ms(a, total_ms), changed)
-        }
-        Finished::RetryLater { upstream, retry_after_s, .. } => with_store(
-            with_upstream_ms(
-                err_answer(
-                    ErrorCode::RetryLater,
-                    ErrorCode::RetryLater.upstream_description(),
-                    upstream,
-                    Some(retry_after_s),
-                    diag,
-                ),
-                total_ms,
-            ),
-            changed,
-        ),
+        Obtained::Failed(answer) => with_store(answer, changed),
     }
 }
 

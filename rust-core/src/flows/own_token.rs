@@ -8,12 +8,11 @@ use crate::pure::freshness::{Decision, decide};
 use crate::pure::json::number_or_string;
 use crate::pure::merge::{app_response, merge};
 use crate::pure::stored::{ACCESS_TOKEN_EXPIRATION, StoredToken};
-use crate::upstream::exchange::{Exchanged, Grant, credentials_error, exchange};
+use super::refresh::{Obtained, Target, obtain, status_text};
+use crate::upstream::exchange::{Grant, credentials_error};
 use crate::upstream::grant::{Credentials, refresh_request};
-use crate::upstream::retry::Finished;
 use crate::wire::{
-    Action, Answer, ErrorCode, OkAnswer, Op, Policy, RedactedJson, RefreshFailure, Request, Upstream, err_answer,
-    local_misconfiguration, with_upstream_ms,
+    Action, Answer, ErrorCode, OkAnswer, Op, Policy, RedactedJson, RefreshFailure, Request, err_answer,
 };
 
 /// `check` / `retrieve` of the IdP's own token (no `resource`, no `obo`) on the parsed,
@@ -99,70 +98,44 @@ fn refresh(req: &Request, stored: &StoredToken, mut diag: Vec<String>) -> Answer
         Ok(c) => c,
         Err(e) => return credentials_error(e, diag),
     };
-    let make = || refresh_request(&creds, &idp.token_url, rt, idp.scope());
-    let Exchanged { finished, upstream_ms, last_status } = match exchange(idp, Grant::RefreshToken, &mut diag, make) {
-        Ok(x) => x,
-        Err(description) => return local_misconfiguration(description, diag),
+    let target = Target {
+        idp,
+        grant: Grant::RefreshToken,
+        now: req.now,
+        still_valid: still_valid(stored, req.now),
+        describe: ErrorCode::upstream_description,
+        earlier_ms: 0,
+        what: "refresh",
+        expired_names_status: true,
     };
-    match finished {
-        Finished::Success { body, attempts } => {
-            let merged = merge(stored, body, req.now, req.policy.default_lifetime_s());
-            let expiry = merged.get(ACCESS_TOKEN_EXPIRATION).and_then(number_or_string);
-            if expiry.is_none_or(|e| e <= req.now) {
-                diag.push("refresh answer holds an access token that is already expired".into());
-                let up = Upstream { status: last_status, ..Upstream::default() };
-                return with_upstream_ms(
-                    err_answer(
-                        ErrorCode::UpstreamError,
-                        ErrorCode::UpstreamError.upstream_description(),
-                        Some(up),
-                        None,
-                        diag,
-                    ),
-                    upstream_ms,
-                );
-            }
-            let status = last_status.map_or_else(|| "-".to_string(), |s| s.to_string());
+    let make = || refresh_request(&creds, &idp.token_url, rt, idp.scope());
+    let accept = |body| {
+        let merged = merge(stored, body, req.now, req.policy.default_lifetime_s());
+        let expiry = merged.get(ACCESS_TOKEN_EXPIRATION).and_then(number_or_string);
+        (merged, expiry)
+    };
+    match obtain(&target, &mut diag, make, accept) {
+        Obtained::Fresh { token: merged, expiry, attempts, upstream_ms, last_status } => {
             let rotated =
                 if merged.get("refresh_token").and_then(Value::as_str) == Some(rt) { "kept" } else { "rotated" };
             diag.push(format!(
-                "refreshed: upstream {status} in {upstream_ms} ms (attempt {attempts}), refresh token {rotated}, {} s valid",
-                expiry.unwrap_or(0).saturating_sub(req.now)
+                "refreshed: upstream {} in {upstream_ms} ms (attempt {attempts}), refresh token {rotated}, {} s valid",
+                status_text(last_status),
+                expiry.saturating_sub(req.now)
             ));
             let store = serde_json::to_string(&merged).unwrap_or_default();
             Answer::Ok(OkAnswer {
                 action: Action::Refreshed,
-                response: Some(app_response(&merged, expiry, req.now, &req.policy)),
+                response: Some(app_response(&merged, Some(expiry), req.now, &req.policy)),
                 store: Some(RedactedJson(store)),
                 upstream_ms: Some(upstream_ms),
-                expires_at: expiry,
+                expires_at: Some(expiry),
                 refresh_failure: None,
                 diag,
             })
         }
-        Finished::Failed(f) if f.code == ErrorCode::UpstreamError && still_valid(stored, req.now) => {
-            diag.push(f.reason);
-            let failure = RefreshFailure { code: f.code, upstream: f.upstream };
-            serve_still_valid(req, stored, upstream_ms, failure, diag)
-        }
-        Finished::Failed(f) => {
-            diag.push(f.reason);
-            with_upstream_ms(err_answer(f.code, f.code.upstream_description(), f.upstream, None, diag), upstream_ms)
-        }
-        Finished::RetryLater { upstream, .. } if still_valid(stored, req.now) => {
-            let failure = RefreshFailure { code: ErrorCode::RetryLater, upstream };
-            serve_still_valid(req, stored, upstream_ms, failure, diag)
-        }
-        Finished::RetryLater { upstream, retry_after_s, .. } => with_upstream_ms(
-            err_answer(
-                ErrorCode::RetryLater,
-                ErrorCode::RetryLater.upstream_description(),
-                upstream,
-                Some(retry_after_s),
-                diag,
-            ),
-            upstream_ms,
-        ),
+        Obtained::StillValid { failure, upstream_ms } => serve_still_valid(req, stored, upstream_ms, failure, diag),
+        Obtained::Failed(answer) => answer,
     }
 }
 

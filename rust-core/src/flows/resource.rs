@@ -8,11 +8,11 @@ use crate::pure::entries::{decision_expiry, entry, entry_expiry, entry_response,
 use crate::pure::freshness::{Decision, decide};
 use crate::pure::json::{non_empty_str, number_or_string};
 use crate::pure::stored::{RESOURCES_KEY, StoredToken};
-use crate::upstream::exchange::{Exchanged, Grant, credentials_error, exchange};
-use crate::upstream::retry::Finished;
+use super::refresh::{Obtained, Target, obtain, status_text};
+use crate::upstream::exchange::{Grant, credentials_error};
+use crate::upstream::grant::refresh_request;
 use crate::wire::{
-    Action, Answer, ErrorCode, OkAnswer, Op, RedactedJson, RefreshFailure, Request, ResourceRequest, Upstream,
-    err_answer, local_misconfiguration, with_upstream_ms,
+    Action, Answer, ErrorCode, OkAnswer, Op, RedactedJson, RefreshFailure, Request, ResourceRequest, err_answer,
 };
 
 /// A resource token the caller can use, and what changed on the way.
@@ -110,32 +110,25 @@ fn refresh(
         Ok(c) => c,
         Err(e) => return Err(credentials_error(e, take(diag))),
     };
-    let make = || crate::upstream::grant::refresh_request(&creds, &idp.token_url, rt, Some(refresh_scope));
-    let Exchanged { finished, upstream_ms, last_status } =
-        match exchange(idp, Grant::RefreshToken, diag, make) {
-            Ok(x) => x,
-            Err(description) => return Err(local_misconfiguration(description, take(diag))),
-        };
-    let still_valid = current.and_then(entry_expiry).is_some_and(|e| e > req.now);
-    match finished {
-        Finished::Success { body, attempts } => {
-            let new_rt = non_empty_str(&body, "refresh_token").map(str::to_owned);
-            let new_rt_life = body.get("refresh_expires_in").and_then(number_or_string);
-            let (entry, expiry) = new_entry(body, req.now, req.policy.default_lifetime_s());
-            if expiry <= req.now {
-                diag.push("refresh answer holds an access token that is already expired".into());
-                let up = Upstream { status: last_status, ..Upstream::default() };
-                return Err(with_upstream_ms(
-                    err_answer(
-                        ErrorCode::UpstreamError,
-                        ErrorCode::UpstreamError.upstream_description(),
-                        Some(up),
-                        None,
-                        take(diag),
-                    ),
-                    upstream_ms,
-                ));
-            }
+    let target = Target {
+        idp,
+        grant: Grant::RefreshToken,
+        now: req.now,
+        still_valid: current.and_then(entry_expiry).is_some_and(|e| e > req.now),
+        describe: ErrorCode::upstream_description,
+        earlier_ms: 0,
+        what: "refresh",
+        expired_names_status: true,
+    };
+    let make = || refresh_request(&creds, &idp.token_url, rt, Some(refresh_scope));
+    let accept = |body: Map<String, Value>| {
+        let new_rt = non_empty_str(&body, "refresh_token").map(str::to_owned);
+        let new_rt_life = body.get("refresh_expires_in").and_then(number_or_string);
+        let (entry, expiry) = new_entry(body, req.now, req.policy.default_lifetime_s());
+        ((entry, new_rt, new_rt_life), Some(expiry))
+    };
+    match obtain(&target, diag, make, accept) {
+        Obtained::Fresh { token: (entry, new_rt, new_rt_life), expiry, attempts, upstream_ms, last_status } => {
             let mut fields = stored.fields.clone();
             let rotated = match new_rt {
                 Some(new_rt) => {
@@ -150,9 +143,9 @@ fn refresh(
                 None => "kept",
             };
             insert_bounded(&mut fields, RESOURCES_KEY, key, entry.clone());
-            let status = last_status.map_or_else(|| "-".to_string(), |s| s.to_string());
             diag.push(format!(
-                "resource token refreshed: upstream {status} in {upstream_ms} ms (attempt {attempts}), refresh token {rotated}, {} s valid",
+                "resource token refreshed: upstream {} in {upstream_ms} ms (attempt {attempts}), refresh token {rotated}, {} s valid",
+                status_text(last_status),
                 expiry.saturating_sub(req.now)
             ));
             Ok(Got {
@@ -163,32 +156,10 @@ fn refresh(
                 refresh_failure: None,
             })
         }
-        Finished::Failed(f) if f.code == ErrorCode::UpstreamError && still_valid => {
-            diag.push(f.reason);
-            let failure = RefreshFailure { code: f.code, upstream: f.upstream };
+        Obtained::StillValid { failure, upstream_ms } => {
             Ok(serve_still_valid(req.now, current, upstream_ms, failure, diag))
         }
-        Finished::RetryLater { upstream, .. } if still_valid => {
-            let failure = RefreshFailure { code: ErrorCode::RetryLater, upstream };
-            Ok(serve_still_valid(req.now, current, upstream_ms, failure, diag))
-        }
-        Finished::Failed(f) => {
-            diag.push(f.reason);
-            Err(with_upstream_ms(
-                err_answer(f.code, f.code.upstream_description(), f.upstream, None, take(diag)),
-                upstream_ms,
-            ))
-        }
-        Finished::RetryLater { upstream, retry_after_s, .. } => Err(with_upstream_ms(
-            err_answer(
-                ErrorCode::RetryLater,
-                ErrorCode::RetryLater.upstream_description(),
-                upstream,
-                Some(retry_after_s),
-                take(diag),
-            ),
-            upstream_ms,
-        )),
+        Obtained::Failed(answer) => Err(answer),
     }
 }
 
