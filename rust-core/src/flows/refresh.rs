@@ -106,3 +106,6 @@ pub(crate) fn obtain<T>(
 pub(crate) fn status_text(last_status: Option<u16>) -> String {
     last_status.map_or_else(|| "-".to_string(), |s| s.to_string())
 }
+
+#[cfg(test)]
+mod tests;
