@@ -34,8 +34,9 @@ run-cluster: deps package ## two Keycloak nodes (PostgreSQL, jdbc-ping on loopba
 test: deps package check-glibc test-rust test-java test-e2e test-compat test-cluster ## every test: cargo, Maven (JNI boundary), end to end through a real Keycloak, compatibility, two-node cluster
 	@echo "make test: all stages passed"
 
-test-rust: ## cargo tests of the core
+test-rust: ## cargo tests of the core, and clippy over the whole crate (warnings are errors)
 	cargo test -p fresh-token-core
+	cargo clippy -p fresh-token-core --all-targets -- -D warnings
 
 test-java: $(SO) ## Maven tests (the JNI boundary under -Xcheck:jni)
 	cd java-spi && mvn -q -B test

@@ -18,6 +18,14 @@ for tool in curl unzip; do
     fi
   fi
 done
+# `make test-rust` runs clippy over the core.
+if ! cargo clippy --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null 2>&1; then
+    rustup component add clippy
+  else
+    echo "missing cargo clippy: install it (rustup component add clippy)" >&2; exit 1
+  fi
+fi
 # The admin-console browser test: Debian's Chromium (never a downloaded browser) driven by
 # playwright-core from npm, pinned in tests/browser/package-lock.json.
 if [ ! -x /usr/bin/chromium ]; then

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::refresh::{Obtained, Target, obtain, status_text};
 use crate::pure::entries::new_entry;
 use crate::pure::json::non_empty_str;
-use super::refresh::{Obtained, Target, obtain, status_text};
 use crate::upstream::exchange::{Grant, credentials_error};
 use crate::upstream::grant::{Credentials, token_request};
 use crate::wire::{
@@ -358,8 +358,17 @@ mod tests {
     #[test]
     fn cache_keys_differ_when_only_the_key_pem_or_realm_or_idp_differs() {
         let base = credential_fingerprint(&credential_parts(&pkjwt_idp("KEY-A", "realm-a", "idp-a")));
-        for other in [pkjwt_idp("KEY-B", "realm-a", "idp-a"), pkjwt_idp("KEY-A", "realm-b", "idp-a"), pkjwt_idp("KEY-A", "realm-a", "idp-b")] {
-            assert_ne!(base, credential_fingerprint(&credential_parts(&other)), "{:?}", other.assertion.as_ref().map(|a| &a.alg));
+        for other in [
+            pkjwt_idp("KEY-B", "realm-a", "idp-a"),
+            pkjwt_idp("KEY-A", "realm-b", "idp-a"),
+            pkjwt_idp("KEY-A", "realm-a", "idp-b"),
+        ] {
+            assert_ne!(
+                base,
+                credential_fingerprint(&credential_parts(&other)),
+                "{:?}",
+                other.assertion.as_ref().map(|a| &a.alg)
+            );
         }
     }
 

@@ -104,7 +104,8 @@ mod tests {
 
     #[test]
     fn form_encoded_rows_are_read_too() {
-        let s = inspect("access_token=gho_x&token_type=bearer&accessTokenExpiration=1764100100")["ok"]["status"].clone();
+        let s =
+            inspect("access_token=gho_x&token_type=bearer&accessTokenExpiration=1764100100")["ok"]["status"].clone();
         assert_eq!(s["format"], "form");
         assert_eq!(s["access_token_expires_in"], 100);
     }

@@ -4,17 +4,15 @@
 
 use serde_json::{Map, Value};
 
+use super::refresh::{Obtained, Target, obtain, status_text};
 use super::resource::{Got, ensure, ok_answer};
 use crate::pure::entries::{decision_expiry, entry, entry_expiry, insert_bounded, new_entry};
 use crate::pure::freshness::{Decision, decide};
 use crate::pure::json::non_empty_str;
 use crate::pure::stored::{OBO_KEY, RESOURCES_KEY, StoredToken};
-use super::refresh::{Obtained, Target, obtain, status_text};
 use crate::upstream::exchange::{Grant, credentials_error};
 use crate::upstream::grant::{Credentials, token_request};
-use crate::wire::{
-    Action, Answer, ErrorCode, OboRequest, OkAnswer, Op, RedactedJson, Request, err_answer,
-};
+use crate::wire::{Action, Answer, ErrorCode, OboRequest, OkAnswer, Op, RedactedJson, Request, err_answer};
 
 /// How the middle tier exchanges the user's token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

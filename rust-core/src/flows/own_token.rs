@@ -4,16 +4,14 @@
 
 use serde_json::{Map, Value};
 
+use super::refresh::{Obtained, Target, obtain, status_text};
 use crate::pure::freshness::{Decision, decide};
 use crate::pure::json::number_or_string;
 use crate::pure::merge::{app_response, merge};
 use crate::pure::stored::{ACCESS_TOKEN_EXPIRATION, StoredToken};
-use super::refresh::{Obtained, Target, obtain, status_text};
 use crate::upstream::exchange::{Grant, credentials_error};
 use crate::upstream::grant::{Credentials, refresh_request};
-use crate::wire::{
-    Action, Answer, ErrorCode, OkAnswer, Op, Policy, RedactedJson, RefreshFailure, Request, err_answer,
-};
+use crate::wire::{Action, Answer, ErrorCode, OkAnswer, Op, Policy, RedactedJson, RefreshFailure, Request, err_answer};
 
 /// `check` / `retrieve` of the IdP's own token (no `resource`, no `obo`) on the parsed,
 /// opened stored token.

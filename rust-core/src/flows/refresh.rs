@@ -79,7 +79,10 @@ pub(crate) fn obtain<T>(
         },
         Finished::Failed(f) if f.code == ErrorCode::UpstreamError && target.still_valid => {
             diag.push(f.reason);
-            Obtained::StillValid { failure: RefreshFailure { code: f.code, upstream: f.upstream }, upstream_ms: total_ms }
+            Obtained::StillValid {
+                failure: RefreshFailure { code: f.code, upstream: f.upstream },
+                upstream_ms: total_ms,
+            }
         }
         Finished::RetryLater { upstream, .. } if target.still_valid => Obtained::StillValid {
             failure: RefreshFailure { code: ErrorCode::RetryLater, upstream },

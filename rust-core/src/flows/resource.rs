@@ -4,11 +4,11 @@
 
 use serde_json::{Map, Value};
 
+use super::refresh::{Obtained, Target, obtain, status_text};
 use crate::pure::entries::{decision_expiry, entry, entry_expiry, entry_response, insert_bounded, new_entry};
 use crate::pure::freshness::{Decision, decide};
 use crate::pure::json::{non_empty_str, number_or_string};
 use crate::pure::stored::{RESOURCES_KEY, StoredToken};
-use super::refresh::{Obtained, Target, obtain, status_text};
 use crate::upstream::exchange::{Grant, credentials_error};
 use crate::upstream::grant::refresh_request;
 use crate::wire::{
@@ -208,12 +208,11 @@ pub(crate) fn ok_answer(got: Got, now: i64, diag: Vec<String>) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use crate::pure::stored::OBO_KEY;
+    use proptest::prelude::*;
     use serde_json::json;
 
     const NOW: i64 = 1_764_100_000;
-
 
     fn check(stored: Value, resource: Value) -> Value {
         let req: Request = serde_json::from_value(

@@ -109,8 +109,11 @@ fn version<'l>(env: &mut Env<'l>) -> jni::errors::Result<JString<'l>> {
 
 fn call<'l>(env: &mut Env<'l>, request: &JString<'_>) -> jni::errors::Result<JString<'l>> {
     install_panic_hook();
-    let answer =
-        if request.is_null() { crate::dispatch::null_request_answer() } else { crate::dispatch::call(&request.try_to_string(env)?) };
+    let answer = if request.is_null() {
+        crate::dispatch::null_request_answer()
+    } else {
+        crate::dispatch::call(&request.try_to_string(env)?)
+    };
     JString::from_str(env, answer)
 }
 

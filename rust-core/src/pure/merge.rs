@@ -211,9 +211,7 @@ mod tests {
         let m =
             merge(&prev, obj(json!({"access_token":"new","expires_in":3600,"fresh_token_refreshed_at": 1})), NOW, 300);
         assert_eq!(m[REFRESHED_AT], json!(NOW));
-        assert!(
-            app_response(&m, Some(NOW + 3600), NOW, &Policy::default()).get(REFRESHED_AT).is_none()
-        );
+        assert!(app_response(&m, Some(NOW + 3600), NOW, &Policy::default()).get(REFRESHED_AT).is_none());
     }
 
     #[test]

@@ -62,10 +62,14 @@ fn length_prefixed(parts: &[&str]) -> Vec<u8> {
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+/// HMAC-SHA256 under a 32-byte key. HMAC pads a key shorter than the block (64 bytes) with
+/// zeros, so the key is handed over padded: the same MAC, and no fallible length check.
+fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::Mac as _;
-    // HMAC takes keys of any length: this cannot fail.
-    let mut m = <HmacSha256 as hmac::Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut block = Zeroizing::new([0u8; 64]);
+    block[..32].copy_from_slice(key);
+    let mut m =
+        <HmacSha256 as hmac::digest::KeyInit>::new(hmac::digest::Key::<HmacSha256>::from_slice(block.as_slice()));
     for p in parts {
         m.update(p);
     }
@@ -74,7 +78,7 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 /// Key check value: tells "another key under the same id" from "another row", not secret.
 fn key_check(key: &StorageKey) -> [u8; KCV_LEN] {
-    let full = mac(key.key.as_slice(), &[b"fresh-token ftk2 key check"]);
+    let full = mac(&key.key, &[b"fresh-token ftk2 key check"]);
     let mut out = [0u8; KCV_LEN];
     out.copy_from_slice(&full[..KCV_LEN]);
     out
@@ -84,8 +88,8 @@ fn key_check(key: &StorageKey) -> [u8; KCV_LEN] {
 /// row is told apart from a damaged one (`storage_binding_mismatch`). Reveals nothing of the
 /// binding without the key.
 fn row_tag(key: &StorageKey, aad: &[u8]) -> [u8; ROW_TAG_LEN] {
-    let sub = Zeroizing::new(mac(key.key.as_slice(), &[b"fresh-token ftk2 row tag key"]));
-    let full = mac(sub.as_slice(), &[aad]);
+    let sub = Zeroizing::new(mac(&key.key, &[b"fresh-token ftk2 row tag key"]));
+    let full = mac(&sub, &[aad]);
     let mut out = [0u8; ROW_TAG_LEN];
     out.copy_from_slice(&full[..ROW_TAG_LEN]);
     out

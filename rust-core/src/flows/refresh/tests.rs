@@ -29,8 +29,7 @@ fn endpoint(status: u16, body: &'static str) -> String {
 }
 
 fn idp(token_url: String) -> IdpConfig {
-    serde_json::from_value(serde_json::json!({"token_url": token_url, "client_id": "c", "max_attempts": 1}))
-        .unwrap()
+    serde_json::from_value(serde_json::json!({"token_url": token_url, "client_id": "c", "max_attempts": 1})).unwrap()
 }
 
 fn target(idp: &IdpConfig, still_valid: bool) -> Target<'_> {

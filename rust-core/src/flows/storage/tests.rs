@@ -9,15 +9,9 @@ fn build_state_reports_problems_without_key_material() {
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.keys");
     std::fs::write(&good, "new AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\nold 0202020202020202020202020202020202020202020202020202020202020202\n").unwrap();
-    let (state, a) = build_state(&KeyringRequest {
-        key_file: Some(good.display().to_string()),
-        mode: None,
-        allow_plaintext: None,
-    });
-    assert!(
-        matches!(state, KeyState::Ready(ref r) if r.primary().kid() == "new" && r.mode() == Mode::Encrypt),
-        "{a}"
-    );
+    let (state, a) =
+        build_state(&KeyringRequest { key_file: Some(good.display().to_string()), mode: None, allow_plaintext: None });
+    assert!(matches!(state, KeyState::Ready(ref r) if r.primary().kid() == "new" && r.mode() == Mode::Encrypt), "{a}");
     let v: Value = serde_json::from_str(&a).unwrap();
     assert_eq!(v["ok"]["keyring"]["kids"], json!(["new", "old"]));
     assert!(!a.contains("AQEB"));
@@ -29,11 +23,8 @@ fn build_state_reports_problems_without_key_material() {
     assert!(matches!(state, KeyState::Ready(ref r) if r.mode() == Mode::DecryptOnly), "{a}");
     let bad = dir.join("bad.keys");
     std::fs::write(&bad, "k1 TOO-SHORT-SECRET\n").unwrap();
-    let (state, a) = build_state(&KeyringRequest {
-        key_file: Some(bad.display().to_string()),
-        mode: None,
-        allow_plaintext: None,
-    });
+    let (state, a) =
+        build_state(&KeyringRequest { key_file: Some(bad.display().to_string()), mode: None, allow_plaintext: None });
     assert!(matches!(state, KeyState::Failed(_)));
     let v: Value = serde_json::from_str(&a).unwrap();
     assert_eq!(v["err"]["code"], "storage_key_error");
@@ -174,8 +165,7 @@ fn convert_ops_encrypt_reencrypt_decrypt_and_keep_previous_refresh_token() {
     assert_eq!(out["err"]["code"], "storage_key_error");
     // A login answer without refresh token keeps the previous (sealed) one.
     let login = r#"{"access_token":"AT-LOGIN","expires_in":60}"#;
-    let out: Value =
-        serde_json::from_str(&convert_op(&new, &request("seal", login, json!({"previous": v2})))).unwrap();
+    let out: Value = serde_json::from_str(&convert_op(&new, &request("seal", login, json!({"previous": v2})))).unwrap();
     let merged = open(&new, Some(&b), out["ok"]["store"].as_str().unwrap()).unwrap();
     let m: Value = serde_json::from_str(&merged).unwrap();
     assert_eq!(m["refresh_token"], "RT-PLAIN-456");
@@ -279,10 +269,9 @@ fn a_plain_row_while_encrypting_is_refused_unless_plain_rows_are_allowed() {
     let login = r#"{"access_token":"AT-LOGIN","expires_in":60}"#;
     let out: Value =
         serde_json::from_str(&convert_op(&s, &request("seal", login, json!({"previous": PLAIN})))).unwrap();
-    let m: Value = serde_json::from_str(
-        &open(&s, Some(&bind("entra", "oid-1")), out["ok"]["store"].as_str().unwrap()).unwrap(),
-    )
-    .unwrap();
+    let m: Value =
+        serde_json::from_str(&open(&s, Some(&bind("entra", "oid-1")), out["ok"]["store"].as_str().unwrap()).unwrap())
+            .unwrap();
     assert!(m.get("refresh_token").is_none(), "{m}");
     // Empty rows are no token, not a plain one.
     let mut empty = request("check", "", json!({}));
@@ -306,8 +295,7 @@ fn allow_plaintext_is_read_from_the_keyring_request() {
     let f = dir.join("k.keys");
     std::fs::write(&f, "k1 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n").unwrap();
     let path = Some(f.display().to_string());
-    let (state, a) =
-        build_state(&KeyringRequest { key_file: path.clone(), mode: None, allow_plaintext: Some(true) });
+    let (state, a) = build_state(&KeyringRequest { key_file: path.clone(), mode: None, allow_plaintext: Some(true) });
     assert!(matches!(state, KeyState::Ready(ref r) if r.allows_plaintext()), "{a}");
     assert!(a.contains("\"allow_plaintext\":true"), "{a}");
     let (state, _) = build_state(&KeyringRequest { key_file: path, mode: None, allow_plaintext: None });

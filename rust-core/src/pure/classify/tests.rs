@@ -124,9 +124,7 @@ fn aadsts_in_description_is_used_when_error_codes_are_missing() {
 
 #[test]
 fn status_429_and_5xx_are_transient_whatever_the_body() {
-    for (status, body) in
-        [(429, "{}"), (500, "<html>oops</html>"), (502, ""), (503, r#"{"error":"invalid_grant"}"#)]
-    {
+    for (status, body) in [(429, "{}"), (500, "<html>oops</html>"), (502, ""), (503, r#"{"error":"invalid_grant"}"#)] {
         assert!(
             matches!(classify_response(&resp(status, body), SystemTime::now()), Outcome::Transient { .. }),
             "{status}"
@@ -179,9 +177,7 @@ fn success_needs_2xx_and_a_non_empty_access_token() {
 fn form_encoded_success_is_accepted_when_content_type_says_so() {
     let mut r = resp(200, "access_token=gho_x&token_type=bearer&scope=repo");
     r.content_type = Some("application/x-www-form-urlencoded; charset=utf-8".into());
-    assert!(
-        matches!(classify_response(&r, SystemTime::now()), Outcome::Success(m) if m["access_token"] == "gho_x")
-    );
+    assert!(matches!(classify_response(&r, SystemTime::now()), Outcome::Success(m) if m["access_token"] == "gho_x"));
 }
 
 #[test]

@@ -131,8 +131,7 @@ fn key_file_parsing() {
     assert_eq!(*keys[0].key, [1u8; 32]);
     assert_eq!(*keys[1].key, [2u8; 32]);
     assert_eq!(*keys[2].key, [3u8; 32]);
-    for bad in
-        ["", "# only\n", "k1\n", "k1 short\n", "k.1 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n", "k1 a b\n"]
+    for bad in ["", "# only\n", "k1\n", "k1 short\n", "k.1 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n", "k1 a b\n"]
     {
         assert!(parse_key_file(bad).is_err(), "{bad:?}");
     }
@@ -164,4 +163,17 @@ fn another_key_under_the_same_id_is_a_key_error_not_a_binding_mismatch() {
     let v = sealed(&ring(vec![key("k1", 7)]), &b, PLAIN);
     let e = open(&ring(vec![key("k1", 8)]), Some(&b), &v).unwrap_err();
     assert_eq!(e.1, ErrorCode::StorageKeyError, "{}", e.0);
+}
+
+#[test]
+fn mac_is_standard_hmac_sha256_of_a_32_byte_key() {
+    // RFC 4231 test case 2 needs a 4-byte key; this checks the zero-padding against the
+    // variable-length HMAC of the same crate instead: the two must agree byte for byte.
+    use hmac::Mac as _;
+    let key = [0x0bu8; 32];
+    let mut reference = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&key).unwrap();
+    reference.update(b"Hi ");
+    reference.update(b"There");
+    let want: [u8; 32] = reference.finalize().into_bytes().into();
+    assert_eq!(mac(&key, &[b"Hi ", b"There"]), want);
 }

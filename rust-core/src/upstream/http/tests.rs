@@ -41,7 +41,8 @@ fn a_bundle_handed_over_with_trust_is_found_by_its_digest_and_an_unknown_digest_
 }
 
 fn post(url: &str, timeout_ms: u64) -> Result<HttpResponse, HttpFailure> {
-    let t = Transport { connect_timeout: Duration::from_millis(500), ca_pem: None, ca_sha256: None, proxy_url: Some("") };
+    let t =
+        Transport { connect_timeout: Duration::from_millis(500), ca_pem: None, ca_sha256: None, proxy_url: Some("") };
     let req = crate::upstream::grant::TokenRequest {
         body: crate::wire::SecretValue::new("grant_type=refresh_token&refresh_token=RT-SAMPLE-http-1"),
         authorization: None,
