@@ -6,13 +6,13 @@ use serde_json::{Map, Value};
 
 use super::refresh::{Obtained, Target, obtain, status_text};
 use super::resource::{Got, ensure, ok_answer};
-use crate::pure::entries::{decision_expiry, entry, entry_expiry, insert_bounded, new_entry};
+use crate::pure::entries::{decision_expiry, due_line, entry, entry_expiry, insert_bounded, new_entry};
 use crate::pure::freshness::{Decision, decide};
 use crate::pure::json::non_empty_str;
 use crate::pure::stored::{OBO_KEY, RESOURCES_KEY, StoredToken};
 use crate::upstream::exchange::{Grant, credentials_error};
 use crate::upstream::grant::{Credentials, token_request};
-use crate::wire::{Action, Answer, ErrorCode, OboRequest, OkAnswer, Op, RedactedJson, Request, err_answer};
+use crate::wire::{Answer, ErrorCode, OboRequest, Op, RedactedJson, Request, err_answer, refresh_due};
 
 /// How the middle tier exchanges the user's token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,21 +120,9 @@ pub fn handle_obo(req: &Request, stored: &StoredToken, obo: &OboRequest) -> Answ
             )
         }
         Decision::Refresh => {
-            diag.push(match (current, expiry) {
-                (None, _) => "obo due: none stored".into(),
-                (Some(_), Some(e)) => format!("obo due: {} s left", left(e)),
-                (Some(_), None) => "obo due: expiry unknown".into(),
-            });
+            diag.push(due_line("obo", current, expiry, now));
             if req.op == Op::Check {
-                return Answer::Ok(OkAnswer {
-                    action: Action::Refresh,
-                    response: None,
-                    store: None,
-                    upstream_ms: None,
-                    expires_at: expiry.filter(|_| current.is_some()),
-                    refresh_failure: None,
-                    diag,
-                });
+                return refresh_due(expiry.filter(|_| current.is_some()), diag);
             }
             obo_exchange(req, stored, obo, mode, &key, current, diag)
         }

@@ -11,7 +11,9 @@ use crate::pure::merge::{app_response, merge};
 use crate::pure::stored::{ACCESS_TOKEN_EXPIRATION, StoredToken};
 use crate::upstream::exchange::{Grant, credentials_error};
 use crate::upstream::grant::{Credentials, refresh_request};
-use crate::wire::{Action, Answer, ErrorCode, OkAnswer, Op, Policy, RedactedJson, RefreshFailure, Request, err_answer};
+use crate::wire::{
+    Action, Answer, ErrorCode, OkAnswer, Op, Policy, RedactedJson, RefreshFailure, Request, err_answer, refresh_due,
+};
 
 /// `check` / `retrieve` of the IdP's own token (no `resource`, no `obo`) on the parsed,
 /// opened stored token.
@@ -44,15 +46,7 @@ pub fn handle(req: &Request, stored: &StoredToken) -> Answer {
                 None => "refresh due: expiry unknown".to_string(),
             };
             match req.op {
-                Op::Check | Op::Inspect => Answer::Ok(OkAnswer {
-                    action: Action::Refresh,
-                    response: None,
-                    store: None,
-                    upstream_ms: None,
-                    expires_at: expiry,
-                    refresh_failure: None,
-                    diag: vec![why],
-                }),
+                Op::Check | Op::Inspect => refresh_due(expiry, vec![why]),
                 // Retrieve (storage and app-only ops never get here).
                 _ => refresh(req, stored, vec![why]),
             }

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::refresh::{Obtained, Target, obtain, status_text};
-use crate::pure::entries::{decision_expiry, entry, entry_expiry, entry_response, insert_bounded, new_entry};
+use crate::pure::entries::{decision_expiry, due_line, entry, entry_expiry, entry_response, insert_bounded, new_entry};
 use crate::pure::freshness::{Decision, decide};
 use crate::pure::json::{non_empty_str, number_or_string};
 use crate::pure::stored::{RESOURCES_KEY, StoredToken};
@@ -13,6 +13,7 @@ use crate::upstream::exchange::{Grant, credentials_error};
 use crate::upstream::grant::refresh_request;
 use crate::wire::{
     Action, Answer, ErrorCode, OkAnswer, Op, RedactedJson, RefreshFailure, Request, ResourceRequest, err_answer,
+    refresh_due,
 };
 
 /// A resource token the caller can use, and what changed on the way.
@@ -63,21 +64,9 @@ pub(crate) fn ensure(
             ))
         }
         Decision::Refresh => {
-            diag.push(match (current, expiry) {
-                (None, _) => "resource token refresh due: none stored".into(),
-                (Some(_), Some(e)) => format!("resource token refresh due: {} s left", left(e)),
-                (Some(_), None) => "resource token refresh due: expiry unknown".into(),
-            });
+            diag.push(due_line("resource token refresh", current, expiry, now));
             if req.op == Op::Check {
-                return Err(Answer::Ok(OkAnswer {
-                    action: Action::Refresh,
-                    response: None,
-                    store: None,
-                    upstream_ms: None,
-                    expires_at: expiry.filter(|_| current.is_some()),
-                    refresh_failure: None,
-                    diag: std::mem::take(diag),
-                }));
+                return Err(refresh_due(expiry.filter(|_| current.is_some()), std::mem::take(diag)));
             }
             refresh(req, stored, key, refresh_scope, current, diag)
         }

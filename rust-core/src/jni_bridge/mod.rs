@@ -93,7 +93,8 @@ pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_call<'
     unowned.with_env(|env| call(env, &request)).resolve::<ThrowWithoutPayload>()
 }
 
-/// `static native String panicForTest()`.
+/// `static native String panicForTest()`: test builds only (cargo feature `test-panic`).
+#[cfg(feature = "test-panic")]
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_panicForTest<'l>(
     mut unowned: EnvUnowned<'l>,
@@ -117,6 +118,7 @@ fn call<'l>(env: &mut Env<'l>, request: &JString<'_>) -> jni::errors::Result<JSt
     JString::from_str(env, answer)
 }
 
+#[cfg(feature = "test-panic")]
 #[allow(clippy::panic)]
 fn panic_for_test<'l>(_env: &mut Env<'l>) -> jni::errors::Result<JString<'l>> {
     install_panic_hook();

@@ -37,6 +37,16 @@ pub fn decision_expiry(e: Option<&Map<String, Value>>) -> Option<i64> {
     }
 }
 
+/// The diag line of an entry that is due: `<what> due: none stored`, `… due: N s left`,
+/// `… due: expiry unknown`.
+pub fn due_line(what: &str, current: Option<&Map<String, Value>>, expiry: Option<i64>, now: i64) -> String {
+    match (current, expiry) {
+        (None, _) => format!("{what} due: none stored"),
+        (Some(_), Some(e)) => format!("{what} due: {} s left", e.saturating_sub(now)),
+        (Some(_), None) => format!("{what} due: expiry unknown"),
+    }
+}
+
 /// An entry from an IdP answer: `expires_in` as a number, `accessTokenExpiration` set
 /// (from `expires_in`, else JWT `exp`, else the default lifetime), no refresh or id token.
 pub fn new_entry(mut body: Map<String, Value>, now: i64, default_lifetime_s: i64) -> (Map<String, Value>, i64) {

@@ -196,6 +196,19 @@ pub fn err_answer(
     })
 }
 
+/// `check` only: a refresh is due and possible (`action: refresh`); nothing else happens.
+pub fn refresh_due(expires_at: Option<i64>, diag: Vec<String>) -> Answer {
+    Answer::Ok(OkAnswer {
+        action: Action::Refresh,
+        response: None,
+        store: None,
+        upstream_ms: None,
+        expires_at,
+        refresh_failure: None,
+        diag,
+    })
+}
+
 /// Sets `upstream_ms` on an `err` answer (the IdP was asked); an `ok` is returned as is.
 pub fn with_upstream_ms(mut answer: Answer, upstream_ms: u64) -> Answer {
     if let Answer::Err(e) = &mut answer {

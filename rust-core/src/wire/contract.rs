@@ -124,18 +124,15 @@ pub enum Op {
 /// What the app may see and when to refresh. Every field may be absent or null; the
 /// accessors apply the documented defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Policy {
     /// Refresh when the access token has at most this many seconds left (default 60).
-    #[serde(default)]
     pub min_validity_s: Option<i64>,
     /// Default false.
-    #[serde(default)]
     pub include_refresh_token: Option<bool>,
     /// Default true.
-    #[serde(default)]
     pub include_id_token: Option<bool>,
     /// Lifetime assumed when the IdP gives neither `expires_in` nor a JWT `exp` (default 300).
-    #[serde(default)]
     pub default_lifetime_s: Option<i64>,
 }
 
@@ -279,14 +276,12 @@ pub struct Binding {
 
 /// `"keyring": {"key_file": "/path", "mode": "encrypt"}` of the `keyring` op.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct KeyringRequest {
-    #[serde(default)]
     pub key_file: Option<String>,
-    #[serde(default)]
     pub mode: Option<String>,
     /// While encrypting, plain values found in rows are used (and sealed on their next write)
     /// instead of refused (`storage_plaintext_row`): a migration window. Default false.
-    #[serde(default)]
     pub allow_plaintext: Option<bool>,
 }
 
@@ -295,19 +290,16 @@ pub const DEFAULT_LIFETIME_S: i64 = 300;
 pub const MAX_LIFETIME_S: i64 = 600;
 
 /// `"assertion": {"key_pem", "cert_pem", "alg", "lifetime_s"}` of the contract.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct AssertionConfig {
     /// PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`) RSA private key, PEM.
-    #[serde(default)]
     pub key_pem: SecretValue,
     /// The X.509 certificate registered with the IdP, PEM (the first certificate counts).
-    #[serde(default)]
     pub cert_pem: String,
     /// `PS256` (default) or `RS256`.
-    #[serde(default)]
     pub alg: Option<String>,
     /// Default 300; absent, null or <= 0: default; above 600: 600.
-    #[serde(default)]
     pub lifetime_s: Option<i64>,
 }
 

@@ -14,7 +14,7 @@ pub mod secret;
 
 pub use self::answer::{
     Action, Answer, ErrAnswer, InspectAnswer, OkAnswer, RedactedJson, RefreshFailure, TokenStatus, Upstream,
-    err_answer, local_misconfiguration, with_upstream_ms,
+    err_answer, local_misconfiguration, refresh_due, with_upstream_ms,
 };
 pub use self::contract::{
     AssertionConfig, Binding, CONTRACT_VERSION, CORE_VERSION, IdpConfig, KeyringRequest, OboRequest, Op, Policy,
