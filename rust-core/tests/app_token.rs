@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const NOW: i64 = 1_764_100_000;
+mod common;
+use common::{NOW, call, endpoint};
+
 const GRAPH: &str = "https://graph.microsoft.com/.default";
 const SECRET: &str = "APP-SECRET-sample-0001";
 
@@ -16,11 +18,6 @@ fn request(server: &MockServer, now: i64, secret: &str, client: &str) -> String 
         "idp":{"token_url":format!("{}/token", server.uri()),"client_id":client,"client_secret":secret,
                "connect_timeout_ms":1000,"timeout_ms":3000,"max_attempts":2,"deadline_ms":8000}})
     .to_string()
-}
-
-async fn call(req: String) -> Value {
-    let out = tokio::task::spawn_blocking(move || fresh_token_core::call(&req)).await.unwrap();
-    serde_json::from_str(&out).unwrap()
 }
 
 fn token(at: &str) -> ResponseTemplate {
@@ -34,11 +31,7 @@ async fn count(server: &MockServer) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_calls_make_exactly_one_upstream_request() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(token("AT-APP-1").set_delay(Duration::from_millis(400)))
-        .mount(&server)
-        .await;
+    let server = endpoint(token("AT-APP-1").set_delay(Duration::from_millis(400)), None).await;
     let calls: Vec<_> = (0..20).map(|_| tokio::spawn(call(request(&server, NOW, SECRET, "app-20")))).collect();
     let mut actions = Vec::new();
     for c in calls {
@@ -55,8 +48,7 @@ async fn twenty_concurrent_calls_make_exactly_one_upstream_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn token_is_cached_until_within_min_validity_and_request_is_client_credentials() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(token("AT-APP-2")).mount(&server).await;
+    let server = endpoint(token("AT-APP-2"), None).await;
     let a = call(request(&server, NOW, SECRET, "app-cache")).await;
     assert_eq!(a["ok"]["action"], "refreshed", "{a}");
     assert_eq!(a["ok"]["response"], json!({"access_token":"AT-APP-2","token_type":"Bearer","expires_in":3599}));
@@ -99,11 +91,7 @@ async fn another_client_secret_never_gets_the_cached_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_429_with_retry_after_is_retry_later_and_no_second_call_inside_the_window() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "30"))
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(429).insert_header("Retry-After", "30"), None).await;
     let a = call(request(&server, NOW, SECRET, "app-429")).await;
     assert_eq!(a["err"]["code"], "retry_later", "{a}");
     assert_eq!(a["err"]["retry_after_s"], 30);

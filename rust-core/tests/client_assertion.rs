@@ -13,11 +13,13 @@ use sha1::Digest as _;
 use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod common;
+use common::{NOW, endpoint};
+
 const CERT: &str = include_str!("fixtures/client.cert.pem");
 const KEY8: &str = include_str!("fixtures/client.key.pkcs8.pem");
 const KEY1: &str = include_str!("fixtures/client.key.pkcs1.pem");
 const TOKEN_URL: &str = "https://login.example/tenant/oauth2/v2.0/token";
-const NOW: i64 = 1_764_100_000;
 
 fn b64url(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
@@ -131,11 +133,8 @@ fn assert_assertion_pairs(pairs: &[(String, String)], client_id: &str, token_url
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_and_app_token_send_a_client_assertion_instead_of_a_secret() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token":"AT","expires_in":3600})))
-        .mount(&server)
-        .await;
+    let server =
+        endpoint(ResponseTemplate::new(200).set_body_json(json!({"access_token":"AT","expires_in":3600})), None).await;
     let stored = json!({"access_token":"old","refresh_token":"rt","accessTokenExpiration": NOW - 1}).to_string();
     let a = call(json!({"v":1,"op":"retrieve","now":NOW,"stored":stored,"idp":idp(&server, json!({}))})).await;
     assert_eq!(a["ok"]["action"], "refreshed", "{a}");

@@ -2,10 +2,12 @@
 //! Blocking reqwest runs on `spawn_blocking` threads.
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const NOW: i64 = 1_764_100_000;
+mod common;
+use common::{NOW, call, endpoint, endpoint_then, mount, requests};
+
 const OLD_AT: &str = "AT-OLD-sample-0001";
 const OLD_RT: &str = "RT-OLD-sample-0002";
 const NEW_AT: &str = "AT-NEW-sample-0003";
@@ -44,11 +46,6 @@ fn request(server: &MockServer, idp_extra: Value) -> String {
     .to_string()
 }
 
-async fn call(req: String) -> Value {
-    let out = tokio::task::spawn_blocking(move || fresh_token_core::call(&req)).await.unwrap();
-    serde_json::from_str(&out).unwrap()
-}
-
 fn assert_no_secrets_in_diag_or_error(answer: &Value) {
     let mut checked = answer["ok"]["diag"].to_string();
     checked.push_str(&answer["err"].to_string());
@@ -62,19 +59,9 @@ fn success_body() -> Value {
            "access_token": NEW_AT, "refresh_token": NEW_RT})
 }
 
-async fn requests(server: &MockServer) -> Vec<wiremock::Request> {
-    server.received_requests().await.unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn success_answers_refreshed_with_new_store_and_stripped_response() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(200).set_body_json(success_body()), Some(1)).await;
 
     let a = call(request(&server, json!({}))).await;
     let ok = &a["ok"];
@@ -95,12 +82,7 @@ async fn success_answers_refreshed_with_new_store_and_stripped_response() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn request_is_a_refresh_token_grant_with_post_credentials_and_scope() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(200).set_body_json(success_body()), None).await;
 
     call(request(&server, json!({}))).await;
     let reqs = requests(&server).await;
@@ -120,12 +102,7 @@ async fn request_is_a_refresh_token_grant_with_post_credentials_and_scope() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_secret_basic_sends_authorization_header_and_no_secret_in_body() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(200).set_body_json(success_body()), None).await;
 
     let a = call(request(&server, json!({"client_auth": "client_secret_basic"}))).await;
     assert_eq!(a["ok"]["action"], "refreshed");
@@ -138,14 +115,11 @@ async fn client_secret_basic_sends_authorization_header_and_no_secret_in_body() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_grant_with_aadsts_body_is_reauth_required_without_retry_or_store() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/token"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+    let server = endpoint(ResponseTemplate::new(400).set_body_json(json!({
             "error": "invalid_grant",
             "error_description": "AADSTS70008: The provided authorization code or refresh token has expired due to inactivity.",
             "error_codes": [70008], "timestamp": "2025-11-25 20:00:00Z",
-            "trace_id": "0c3c1e7a", "correlation_id": "5e0a4b1f"})))
-        .expect(1).mount(&server).await;
+            "trace_id": "0c3c1e7a", "correlation_id": "5e0a4b1f"})), Some(1)).await;
 
     let a = call(request(&server, json!({}))).await;
     let err = &a["err"];
@@ -162,20 +136,12 @@ async fn invalid_grant_with_aadsts_body_is_reauth_required_without_retry_or_stor
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_503_then_200_is_retried_and_refreshed() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    let server = endpoint_then(
+        ResponseTemplate::new(503).set_body_string("busy"),
+        1,
+        ResponseTemplate::new(200).set_body_json(success_body()),
+    )
+    .await;
 
     let a = call(request(&server, json!({}))).await;
     assert_eq!(a["ok"]["action"], "refreshed", "{a}");
@@ -184,13 +150,7 @@ async fn status_503_then_200_is_retried_and_refreshed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_429_with_retry_after_beyond_deadline_is_retry_later_after_one_call() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "30"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(429).insert_header("Retry-After", "30"), Some(1)).await;
 
     let a = call(request(&server, json!({"deadline_ms": 5000}))).await;
     assert_eq!(a["err"]["code"], "retry_later", "{a}");
@@ -201,20 +161,12 @@ async fn status_429_with_retry_after_beyond_deadline_is_retry_later_after_one_ca
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_429_with_short_retry_after_is_waited_for_then_refreshed() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    let server = endpoint_then(
+        ResponseTemplate::new(429).insert_header("Retry-After", "1"),
+        1,
+        ResponseTemplate::new(200).set_body_json(success_body()),
+    )
+    .await;
 
     let started = std::time::Instant::now();
     let a = call(request(&server, json!({}))).await;
@@ -224,13 +176,11 @@ async fn status_429_with_short_retry_after_is_waited_for_then_refreshed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn html_500_is_retried_up_to_max_attempts_then_retry_later() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(500).set_body_raw("<html><body>Internal error</body></html>", "text/html"))
-        .expect(3)
-        .mount(&server)
-        .await;
+    let server = endpoint(
+        ResponseTemplate::new(500).set_body_raw("<html><body>Internal error</body></html>", "text/html"),
+        Some(3),
+    )
+    .await;
 
     let a = call(request(&server, json!({}))).await;
     assert_eq!(a["err"]["code"], "retry_later", "{a}");
@@ -240,13 +190,7 @@ async fn html_500_is_retried_up_to_max_attempts_then_retry_later() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn html_200_is_upstream_error() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw("<html>Sign in</html>", "text/html"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(200).set_body_raw("<html>Sign in</html>", "text/html"), Some(1)).await;
 
     let a = call(request(&server, json!({}))).await;
     assert_eq!(a["err"]["code"], "upstream_error", "{a}");
@@ -255,13 +199,9 @@ async fn html_200_is_upstream_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_json_200_is_upstream_error() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(r#"{"access_token": "x", "#, "application/json"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server =
+        endpoint(ResponseTemplate::new(200).set_body_raw(r#"{"access_token": "x", "#, "application/json"), Some(1))
+            .await;
 
     let a = call(request(&server, json!({}))).await;
     assert_eq!(a["err"]["code"], "upstream_error", "{a}");
@@ -272,12 +212,7 @@ async fn body_over_cap_is_upstream_error() {
     let server = MockServer::start().await;
     let mut big = success_body();
     big["padding"] = Value::from("x".repeat(10_000));
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(big))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount(&server, ResponseTemplate::new(200).set_body_json(big), Some(1)).await;
 
     let a = call(request(&server, json!({"max_body_bytes": 1024}))).await;
     assert_eq!(a["err"]["code"], "upstream_error", "{a}");
@@ -286,16 +221,12 @@ async fn body_over_cap_is_upstream_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_access_token_is_upstream_error() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"token_type": "Bearer", "expires_in": 3599, "refresh_token": NEW_RT})),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = endpoint(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"token_type": "Bearer", "expires_in": 3599, "refresh_token": NEW_RT})),
+        Some(1),
+    )
+    .await;
 
     let a = call(request(&server, json!({}))).await;
     assert_eq!(a["err"]["code"], "upstream_error", "{a}");
@@ -305,12 +236,8 @@ async fn missing_access_token_is_upstream_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redirect_is_not_followed_and_is_idp_misconfigured() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(302).insert_header("Location", format!("{}/elsewhere", server.uri())))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let elsewhere = format!("{}/elsewhere", server.uri());
+    mount(&server, ResponseTemplate::new(302).insert_header("Location", elsewhere), Some(1)).await;
     Mock::given(path("/elsewhere"))
         .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
         .expect(0)
@@ -324,14 +251,11 @@ async fn redirect_is_not_followed_and_is_idp_misconfigured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_answer_past_timeout_is_retry_later() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(success_body()).set_delay(std::time::Duration::from_secs(3)),
-        )
-        .mount(&server)
-        .await;
+    let server = endpoint(
+        ResponseTemplate::new(200).set_body_json(success_body()).set_delay(std::time::Duration::from_secs(3)),
+        None,
+    )
+    .await;
 
     let started = std::time::Instant::now();
     let a = call(request(&server, json!({"timeout_ms": 300, "max_attempts": 2, "deadline_ms": 2000}))).await;
@@ -356,13 +280,7 @@ async fn connection_refused_is_retry_later() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn already_refreshed_row_is_served_without_a_network_call() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(200).set_body_json(success_body()), Some(1)).await;
 
     let first = call(request(&server, json!({}))).await;
     let new_stored = first["ok"]["store"].as_str().unwrap().to_string();
@@ -375,15 +293,12 @@ async fn already_refreshed_row_is_served_without_a_network_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_response_without_refresh_token_keeps_the_old_one_in_store() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"access_token": NEW_AT, "expires_in": 300, "token_type": "Bearer"})),
-        )
-        .mount(&server)
-        .await;
+    let server = endpoint(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"access_token": NEW_AT, "expires_in": 300, "token_type": "Bearer"})),
+        None,
+    )
+    .await;
 
     let a = call(request(&server, json!({}))).await;
     let store: Value = serde_json::from_str(a["ok"]["store"].as_str().unwrap()).unwrap();
@@ -399,13 +314,7 @@ fn request_with_stored(server: &MockServer, stored: Value, idp_extra: Value) -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn still_valid_token_is_served_when_the_early_refresh_fails_transiently() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(503))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(503), Some(1)).await;
 
     let stored = json!({"access_token": OLD_AT, "refresh_token": OLD_RT, "accessTokenExpiration": NOW + 30});
     let a = call(request_with_stored(&server, stored, json!({"max_attempts": 1}))).await;
@@ -420,13 +329,7 @@ async fn still_valid_token_is_served_when_the_early_refresh_fails_transiently() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn still_valid_token_served_after_an_unusable_answer_names_upstream_error() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("<html>not json</html>"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(200).set_body_string("<html>not json</html>"), Some(1)).await;
 
     let stored = json!({"access_token": OLD_AT, "refresh_token": OLD_RT, "accessTokenExpiration": NOW + 30});
     let a = call(request_with_stored(&server, stored, json!({"max_attempts": 1}))).await;
@@ -438,12 +341,7 @@ async fn still_valid_token_served_after_an_unusable_answer_names_upstream_error(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fresh_serve_and_successful_refresh_carry_no_refresh_failure() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(200).set_body_json(success_body()), None).await;
     let a = call(request(&server, json!({}))).await;
     assert_eq!(a["ok"]["action"], "refreshed", "{a}");
     assert!(a["ok"].get("refresh_failure").is_none(), "{a}");
@@ -455,12 +353,7 @@ async fn fresh_serve_and_successful_refresh_carry_no_refresh_failure() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn still_valid_token_is_not_served_when_the_refresh_token_is_rejected() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})), None).await;
 
     let stored = json!({"access_token": OLD_AT, "refresh_token": OLD_RT, "accessTokenExpiration": NOW + 30});
     let a = call(request_with_stored(&server, stored, json!({}))).await;
@@ -469,8 +362,7 @@ async fn still_valid_token_is_not_served_when_the_refresh_token_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_token_is_not_served_when_the_refresh_fails_transiently() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/token")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
+    let server = endpoint(ResponseTemplate::new(503), None).await;
 
     let stored = json!({"access_token": OLD_AT, "refresh_token": OLD_RT, "accessTokenExpiration": NOW});
     let a = call(request_with_stored(&server, stored, json!({"max_attempts": 1}))).await;
@@ -546,13 +438,7 @@ async fn tls_failure_is_idp_misconfigured_without_retry() {
 #[tokio::test(flavor = "multi_thread")]
 async fn generic_oidc_refresh_answered_5xx_is_sent_once_and_is_retry_later_without_store() {
     for kind in [json!("oidc"), Value::Null] {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/token"))
-            .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
-            .expect(1)
-            .mount(&server)
-            .await;
+        let server = endpoint(ResponseTemplate::new(503).set_body_string("busy"), Some(1)).await;
         let a = call(request(&server, json!({"kind": kind}))).await;
         assert_eq!(a["err"]["code"], "retry_later", "{a}");
         assert!(a["err"].get("store").is_none_or(Value::is_null), "{a}");
@@ -563,18 +449,12 @@ async fn generic_oidc_refresh_answered_5xx_is_sent_once_and_is_retry_later_witho
 /// Entra tolerates the same refresh token again within its lifetime: a 5xx is retried.
 #[tokio::test(flavor = "multi_thread")]
 async fn entra_refresh_answered_5xx_is_retried_with_the_same_refresh_token() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(success_body()))
-        .mount(&server)
-        .await;
+    let server = endpoint_then(
+        ResponseTemplate::new(503).set_body_string("busy"),
+        1,
+        ResponseTemplate::new(200).set_body_json(success_body()),
+    )
+    .await;
     let a = call(request(&server, json!({"kind": "entra"}))).await;
     assert_eq!(a["ok"]["action"], "refreshed", "{a}");
     let sent = requests(&server).await;

@@ -6,10 +6,11 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
-const NOW: i64 = 1_764_100_000;
+mod common;
+use common::{NOW, endpoint};
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 fn token_body() -> String {
@@ -28,10 +29,6 @@ fn request(token_url: &str, idp_extra: Value) -> String {
 
 fn call(req: &str) -> Value {
     serde_json::from_str(&fresh_token_core::call(req)).unwrap()
-}
-
-async fn call_async(req: String) -> Value {
-    tokio::task::spawn_blocking(move || call(&req)).await.unwrap()
 }
 
 /// Reads one HTTP/1.1 request (head + Content-Length body); returns head and body.
@@ -72,12 +69,7 @@ fn http_ok(body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unusable_ca_pem_is_idp_misconfigured_without_a_network_call() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(token_body()))
-        .expect(0)
-        .mount(&server)
-        .await;
+    let server = endpoint(ResponseTemplate::new(200).set_body_string(token_body()), Some(0)).await;
     let key_only = std::fs::read_to_string(format!("{FIXTURES}/leaf.key.pem")).unwrap();
     // A path is not a bundle: the core never opens a file named in the request.
     let path = format!("{FIXTURES}/ca.pem");
@@ -90,7 +82,7 @@ async fn unusable_ca_pem_is_idp_misconfigured_without_a_network_call() {
         (key_only, "no PEM certificate"),
         (path, "no PEM certificate"),
     ] {
-        let a = call_async(request(&format!("{}/token", server.uri()), json!({"ca_pem": pem}))).await;
+        let a = common::call(request(&format!("{}/token", server.uri()), json!({"ca_pem": pem}))).await;
         assert_eq!(a["err"]["code"], "idp_misconfigured", "{a}");
         let d = a["err"]["error_description"].as_str().unwrap();
         assert!(d.contains("idp.ca_pem") && d.contains(words), "{d}");
@@ -100,16 +92,13 @@ async fn unusable_ca_pem_is_idp_misconfigured_without_a_network_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usable_ca_pem_and_empty_proxy_url_still_reach_a_plain_http_token_url() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_string(token_body()).insert_header("content-type", "application/json"),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = endpoint(
+        ResponseTemplate::new(200).set_body_string(token_body()).insert_header("content-type", "application/json"),
+        Some(1),
+    )
+    .await;
     let extra = json!({"ca_pem": ca_pem(), "proxy_url": ""});
-    let a = call_async(request(&format!("{}/token", server.uri()), extra)).await;
+    let a = common::call(request(&format!("{}/token", server.uri()), extra)).await;
     assert_eq!(a["ok"]["action"], "refreshed", "{a}");
 }
 

@@ -1,10 +1,12 @@
 //! Part B/C end to end inside the core: resource tokens and on-behalf-of against wiremock.
 
 use serde_json::{Value, json};
-use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const NOW: i64 = 1_764_100_000;
+mod common;
+use common::{NOW, call, endpoint};
+
 const TOP_AT: &str = "AT-TOP-sample-0001";
 const OLD_RT: &str = "RT-OLD-sample-0002";
 const NEW_RT: &str = "RT-NEW-sample-0003";
@@ -31,11 +33,6 @@ fn request(server: &MockServer, stored: &Value, extra: Value) -> String {
     r.to_string()
 }
 
-async fn call(req: String) -> Value {
-    let out = tokio::task::spawn_blocking(move || fresh_token_core::call(&req)).await.unwrap();
-    serde_json::from_str(&out).unwrap()
-}
-
 fn store_of(a: &Value) -> Value {
     serde_json::from_str(a["ok"]["store"].as_str().expect("store")).unwrap()
 }
@@ -55,15 +52,13 @@ fn assert_clean(a: &Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resource_token_is_minted_with_the_top_level_refresh_token_and_kept_in_the_stored_json() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    let server = endpoint(
+        ResponseTemplate::new(200).set_body_json(json!({
             "token_type":"Bearer","scope":API,"expires_in":"3599","ext_expires_in":"3599",
-            "access_token":RES_AT,"refresh_token":NEW_RT,"id_token":"ID-NEW"})))
-        .expect(1)
-        .mount(&server)
-        .await;
+            "access_token":RES_AT,"refresh_token":NEW_RT,"id_token":"ID-NEW"})),
+        Some(1),
+    )
+    .await;
     let res = json!({"resource": {"scope": API, "refresh_scope": format!("{API} offline_access")}});
     let a = call(request(&server, &stored(), res.clone())).await;
     assert_eq!(a["ok"]["action"], "refreshed", "{a}");
@@ -104,12 +99,12 @@ async fn resource_token_is_minted_with_the_top_level_refresh_token_and_kept_in_t
 
 #[tokio::test(flavor = "multi_thread")]
 async fn top_level_refresh_keeps_the_resource_map() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token":"AT-N","expires_in":3600,
-            "fresh_token_resources": {"evil": {"access_token": "planted"}}})))
-        .mount(&server)
-        .await;
+    let server = endpoint(
+        ResponseTemplate::new(200).set_body_json(json!({"access_token":"AT-N","expires_in":3600,
+            "fresh_token_resources": {"evil": {"access_token": "planted"}}})),
+        None,
+    )
+    .await;
     let mut st = stored();
     st["accessTokenExpiration"] = json!(NOW - 1);
     st["fresh_token_resources"] = json!({API: {"access_token": RES_AT, "accessTokenExpiration": NOW + 999}});
@@ -122,8 +117,7 @@ async fn top_level_refresh_keeps_the_resource_map() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn still_valid_resource_token_is_served_when_its_early_refresh_fails_transiently() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
+    let server = endpoint(ResponseTemplate::new(503), None).await;
     let mut st = stored();
     st["fresh_token_resources"] = json!({API: {"access_token": RES_AT, "accessTokenExpiration": NOW + 30}});
     let a = call(request(&server, &st, json!({"resource": {"scope": API}}))).await;
