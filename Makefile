@@ -5,6 +5,10 @@ export KC_VERSION
 PY ?= python3
 JAR_VERSION := 0.1.0
 SO := target/release/libfresh_token_core.so
+# The same library with the test-only JNI entry point `panicForTest` (cargo feature test-panic),
+# in a target dir of its own so that it never ends up in target/dist.
+TEST_PANIC_DIR := target/test-panic
+TEST_SO := $(TEST_PANIC_DIR)/release/libfresh_token_core.so
 
 .PHONY: help deps package run run-cluster stop test test-rust test-java test-e2e test-cluster check-glibc test-compat bench clean
 
@@ -17,12 +21,17 @@ deps: ## install what the tests need (Python packages; Debian packages where mis
 $(SO): Cargo.toml rust-core/Cargo.toml $(shell find rust-core/src -name '*.rs' 2>/dev/null)
 	cargo build --release -p fresh-token-core
 
+$(TEST_SO): Cargo.toml rust-core/Cargo.toml $(shell find rust-core/src -name '*.rs' 2>/dev/null)
+	cargo build --release -p fresh-token-core --features test-panic --target-dir $(TEST_PANIC_DIR)
+
 java-spi/target/keycloak-fresh-token-$(JAR_VERSION).jar: java-spi/pom.xml $(shell find java-spi/src/main -type f 2>/dev/null)
 	cd java-spi && mvn -q -B package -DskipTests
 
 package: $(SO) java-spi/target/keycloak-fresh-token-$(JAR_VERSION).jar ## build; leaves exactly the provider JAR and the .so in target/dist/
 	@rm -rf target/dist && mkdir -p target/dist
 	cp java-spi/target/keycloak-fresh-token-$(JAR_VERSION).jar $(SO) target/dist/
+	@if nm -D target/dist/libfresh_token_core.so | grep -q panicForTest; then \
+	  echo "package: target/dist/libfresh_token_core.so exports the test-only panicForTest" >&2; exit 1; fi
 	@ls -l target/dist
 
 run: deps package ## Keycloak + extension + demo realm + mock Entra ID on localhost (Ctrl-C stops all)
@@ -38,8 +47,8 @@ test-rust: ## cargo tests of the core, and clippy over the whole crate (warnings
 	cargo test -p fresh-token-core
 	cargo clippy -p fresh-token-core --all-targets -- -D warnings
 
-test-java: $(SO) ## Maven tests (the JNI boundary under -Xcheck:jni)
-	cd java-spi && mvn -q -B test
+test-java: $(TEST_SO) ## Maven tests (the JNI boundary under -Xcheck:jni, on the test build of the .so)
+	cd java-spi && mvn -q -B test -Dnative.dir=$(CURDIR)/$(TEST_PANIC_DIR)/release
 
 test-e2e: package ## end-to-end suite: real Keycloak, mock Entra ID
 	cd tests && $(PY) -m pytest -v mock_entra mock_graph e2e

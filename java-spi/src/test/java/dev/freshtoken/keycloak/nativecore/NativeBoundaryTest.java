@@ -22,7 +22,7 @@ class NativeBoundaryTest {
 
     @BeforeAll
     static void loadTheRealLibrary() {
-        File dir = new File(System.getProperty("freshtoken.test.native.dir", "../target/release"));
+        File dir = new File(System.getProperty("freshtoken.test.native.dir", "../target/test-panic/release"));
         NativeLibrary.configurePath(new File(dir, NativeLibrary.LIBRARY_FILE).getAbsolutePath());
         NativeLibrary.Status s = NativeLibrary.ensureLoaded();
         assertEquals(NativeLibrary.State.LOADED, s.state(), "native core must load for these tests: " + s.problem());
