@@ -7,6 +7,8 @@ use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+pub mod refresh;
+
 /// Keycloak's clock in the requests of these tests.
 pub const NOW: i64 = 1_764_100_000;
 
