@@ -18,7 +18,8 @@ pub fn version_json() -> String {
     serde_json::json!({ "version": CORE_VERSION, "contract": CONTRACT_VERSION }).to_string()
 }
 
-/// One request from Java. Unknown fields are ignored (forward compatibility).
+/// One request from Java. Unknown fields are ignored (forward compatibility); a missing or
+/// `null` `Option` field is `None` (serde's rule for `Option`).
 #[derive(Debug, Deserialize)]
 pub struct Request {
     /// Contract version the caller speaks; must be [`CONTRACT_VERSION`].
@@ -32,32 +33,24 @@ pub struct Request {
     #[serde(default)]
     pub policy: Policy,
     /// Needed for `retrieve` when a refresh is due; may be omitted for `check`.
-    #[serde(default)]
     pub idp: Option<IdpConfig>,
     /// A token for one resource, minted from the stored refresh token and kept under
     /// `fresh_token_resources` in the stored token (contract 1 addition).
-    #[serde(default)]
     pub resource: Option<ResourceRequest>,
     /// On-behalf-of / token exchange for a downstream API (contract 1 addition).
-    #[serde(default)]
     pub obo: Option<OboRequest>,
     /// `app_token` only: the scope of the app-only token (contract 1 addition).
-    #[serde(default)]
     pub scope: Option<String>,
     /// The row `stored` belongs to (IdP alias, user id at the IdP): the associated data of
     /// encryption at rest (contract 1 addition, `pure/seal.rs`).
-    #[serde(default)]
     pub binding: Option<Binding>,
     /// `keyring` op only: where the storage keys are (contract 1 addition).
-    #[serde(default)]
     pub keyring: Option<KeyringRequest>,
     /// `seal` op only: the row's current value, whose refresh token a login answer without
     /// one keeps (contract 1 addition).
-    #[serde(default)]
     pub previous: Option<TokenValue>,
     /// `trust` op only: the PEM bundle (Keycloak's truststore), handed over in memory
     /// (contract 1 addition).
-    #[serde(default)]
     pub ca_pem: Option<String>,
 }
 
@@ -67,7 +60,6 @@ pub struct ResourceRequest {
     /// The requested scope string; also the key of the cached entry.
     pub scope: String,
     /// Sent as `scope` on the refresh request; absent or empty: `scope`.
-    #[serde(default)]
     pub refresh_scope: Option<String>,
 }
 
@@ -76,12 +68,9 @@ pub struct ResourceRequest {
 pub struct OboRequest {
     /// The middle-tier client that performs the exchange.
     pub client_id: String,
-    #[serde(default)]
     pub client_secret: Option<SecretValue>,
-    #[serde(default)]
     pub client_auth: Option<String>,
     /// Key and certificate for `client_auth: private_key_jwt`.
-    #[serde(default)]
     pub assertion: Option<AssertionConfig>,
     /// The user's token is requested for this scope first (its audience must be the
     /// middle tier), e.g. `api://<middle-tier>/.default`.
@@ -89,7 +78,6 @@ pub struct OboRequest {
     /// The downstream scope, e.g. `https://graph.microsoft.com/.default`.
     pub scope: String,
     /// `entra_obo` (default) or `token_exchange`.
-    #[serde(default)]
     pub mode: Option<String>,
 }
 
@@ -161,52 +149,37 @@ pub struct IdpConfig {
     pub token_url: String,
     pub client_id: String,
     /// Empty or absent for public clients.
-    #[serde(default)]
     pub client_secret: Option<SecretValue>,
     /// `client_secret_post` (default) or `client_secret_basic`; anything else is refused
     /// at refresh time as `idp_misconfigured`.
-    #[serde(default)]
     pub client_auth: Option<String>,
     /// Sent as `scope` on the refresh request when non-empty.
-    #[serde(default)]
     pub refresh_scope: Option<String>,
-    #[serde(default)]
     pub connect_timeout_ms: Option<u64>,
-    #[serde(default)]
     pub timeout_ms: Option<u64>,
-    #[serde(default)]
     pub max_body_bytes: Option<u64>,
-    #[serde(default)]
     pub max_attempts: Option<u32>,
-    #[serde(default)]
     pub deadline_ms: Option<u64>,
     /// A PEM bundle of extra trusted root certificates (the text itself, handed over in
     /// memory: no file), added to the default roots (contract 1 addition; replaces the
     /// former `ca_file` path). Absent or `""`: default roots only.
-    #[serde(default)]
     pub ca_pem: Option<String>,
     /// Or: the SHA-256 (hex) of a bundle handed over before with op `trust` (Java sends
     /// Keycloak's truststore once per process that way, not on every call).
-    #[serde(default)]
     pub ca_sha256: Option<String>,
     /// Absent: proxy from the environment; `""`: no proxy; a URL: every request of this
     /// call through that proxy (contract 1 addition).
-    #[serde(default)]
     pub proxy_url: Option<SecretValue>,
     /// Key and certificate for `client_auth: private_key_jwt` (contract 1 addition).
-    #[serde(default)]
     pub assertion: Option<AssertionConfig>,
     /// Keycloak realm id of the IdP; part of the `app_token` cache key (contract 1 addition).
-    #[serde(default)]
     pub realm_id: Option<String>,
     /// Keycloak internal id of the IdP; part of the `app_token` cache key (contract 1 addition).
-    #[serde(default)]
     pub idp_id: Option<String>,
     /// What kind of IdP this is (contract 1 addition): `entra` (refresh tokens tolerate being
     /// sent again within their lifetime) or `oidc` (generic: strict one-time rotation
     /// assumed). Absent or anything else: `oidc`. Decides whether a refresh that may have
     /// been processed is retried with the same refresh token (CONTRACT.md, "Retries").
-    #[serde(default)]
     pub kind: Option<String>,
 }
 
@@ -344,6 +317,25 @@ mod tests {
         assert!(req.policy.include_id_token());
         assert_eq!(req.policy.default_lifetime_s(), 300);
         assert!(req.idp.is_none());
+    }
+
+    #[test]
+    fn missing_or_null_optional_fields_are_none() {
+        let req: Request = serde_json::from_str(
+            r#"{"v":1,"op":"retrieve","now":1,"idp":null,"resource":null,"obo":null,"scope":null,
+                "binding":null,"keyring":null,"previous":null,"ca_pem":null}"#,
+        )
+        .unwrap();
+        assert!(req.idp.is_none() && req.resource.is_none() && req.obo.is_none() && req.scope.is_none());
+        assert!(req.binding.is_none() && req.keyring.is_none() && req.previous.is_none() && req.ca_pem.is_none());
+        assert!(req.stored.is_empty());
+        let obo: OboRequest =
+            serde_json::from_str(r#"{"client_id":"c","assertion_scope":"a","scope":"s","mode":null}"#).unwrap();
+        assert!(obo.client_secret.is_none() && obo.client_auth.is_none() && obo.assertion.is_none());
+        assert!(obo.mode.is_none());
+        let idp: IdpConfig = serde_json::from_str(r#"{"token_url":"u","client_id":"c"}"#).unwrap();
+        assert!(idp.kind.is_none() && idp.proxy_url.is_none() && idp.assertion.is_none() && idp.ca_pem.is_none());
+        assert!(serde_json::from_str::<IdpConfig>(r#"{"client_id":"c"}"#).is_err(), "token_url stays required");
     }
 
     #[test]
