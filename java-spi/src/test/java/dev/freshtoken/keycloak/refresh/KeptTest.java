@@ -1,5 +1,6 @@
 package dev.freshtoken.keycloak.refresh;
 
+import dev.freshtoken.keycloak.nativecore.CoreAnswer;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -32,13 +33,13 @@ class KeptTest {
 
     @Test
     void token_not_persisted_warning_is_added_to_the_token_response_of_an_ok_answer_only() {
-        TokenService.Answer ok = TokenService.Answer.parse(
+        CoreAnswer ok = CoreAnswer.parse(
                 "{\"ok\":{\"action\":\"refreshed\",\"response\":{\"access_token\":\"AT-SAMPLE-kept-3\"},\"store\":\"x\"}}");
-        TokenService.Answer warned = ok.withWarning(TokenService.NOT_PERSISTED);
+        CoreAnswer warned = ok.withWarning(TokenService.NOT_PERSISTED);
         assertEquals("token_not_persisted", warned.ok().path("response").path("warning").asText());
         assertEquals("AT-SAMPLE-kept-3", warned.ok().path("response").path("access_token").asText());
         assertNull(warned.err());
-        TokenService.Answer err = TokenService.Answer.parse("{\"err\":{\"code\":\"retry_later\",\"status\":503}}");
+        CoreAnswer err = CoreAnswer.parse("{\"err\":{\"code\":\"retry_later\",\"status\":503}}");
         assertSame(err, err.withWarning(TokenService.NOT_PERSISTED));
     }
 }
