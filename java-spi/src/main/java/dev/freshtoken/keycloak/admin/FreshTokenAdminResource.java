@@ -27,11 +27,14 @@ import org.keycloak.models.utils.KeycloakModelUtils;
 import org.keycloak.services.resources.admin.AdminEventBuilder;
 import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
 
-import dev.freshtoken.keycloak.nativecore.NativeLibrary;
-import dev.freshtoken.keycloak.nativecore.NativeUnavailableException;
 import dev.freshtoken.keycloak.idp.AbstractFreshTokenFactory;
 import dev.freshtoken.keycloak.refresh.TokenService;
 import dev.freshtoken.keycloak.storage.Storage;
+import dev.freshtoken.keycloak.nativecore.Core;
+import dev.freshtoken.keycloak.nativecore.CoreAnswer;
+import dev.freshtoken.keycloak.nativecore.CoreRequest;
+import dev.freshtoken.keycloak.nativecore.ErrorCode;
+import dev.freshtoken.keycloak.nativecore.ErrorReply;
 
 /**
  * Admin REST API {@code /admin/realms/{realm}/fresh-token}: per user, whether a token is stored
@@ -97,11 +100,10 @@ public class FreshTokenAdminResource {
         }
         ClearOutcome outcome = clearStoredToken(session, realm, user, alias);
         if (outcome == ClearOutcome.BUSY) {
-            return json(409, MAPPER.createObjectNode().put("error", "conflict")
-                    .put("error_description", "A refresh of this token is in progress; try again shortly."));
+            return ErrorReply.of(ErrorCode.CONFLICT, "A refresh of this token is in progress; try again shortly.");
         }
         if (outcome == ClearOutcome.INTERRUPTED) {
-            return json(503, MAPPER.createObjectNode().put("error", "retry_later"));
+            return ErrorReply.of(ErrorCode.RETRY_LATER, null);
         }
         boolean cleared = outcome == ClearOutcome.CLEARED;
         LOG.infof("fresh-token: admin cleared the stored token of user %s for IdP '%s' (%s)", user.getId(), alias,
@@ -181,25 +183,16 @@ public class FreshTokenAdminResource {
         if (!has) {
             return o;
         }
-        ObjectNode req = MAPPER.createObjectNode();
-        req.put("v", 1).put("op", "inspect").put("now", now).put("stored", stored);
-        req.set("binding", Storage.binding(realmId, userId, idp.getAlias(), link.getUserId())); // opens encrypted rows (Storage)
-        JsonNode answer;
-        try {
-            answer = MAPPER.readTree(NativeLibrary.call(req.toString()));
-        } catch (NativeUnavailableException e) {
+        CoreAnswer answer = Core.call(CoreRequest.inspect(now, stored,
+                Storage.binding(realmId, userId, idp.getAlias(), link.getUserId()))); // opens encrypted rows (Storage)
+        if (ErrorCode.NATIVE_UNAVAILABLE.code().equals(answer.code())) {
             o.put("problem", "native_unavailable: the fresh-token native core is not available on this node");
             return o;
-        } catch (Exception e) {
-            LOG.errorf("fresh-token: inspecting the stored token of IdP '%s' failed: %s", idp.getAlias(), e.getClass().getSimpleName());
-            o.put("problem", "internal_error: the stored token could not be inspected; see the server log");
-            return o;
         }
-        JsonNode s = answer.path("ok").path("status");
-        if (!s.isObject()) {
-            JsonNode err = answer.path("err");
+        JsonNode s = answer.isError() ? null : answer.ok().path("status");
+        if (s == null || !s.isObject()) {
             o.put("usable", false);
-            o.put("problem", err.path("code").asText("internal_error") + ": " + err.path("error_description").asText(""));
+            o.put("problem", (answer.isError() ? answer.code() : ErrorCode.INTERNAL_ERROR.code()) + ": " + answer.description());
             return o;
         }
         o.put("usable", s.path("has_access_token").asBoolean() || s.path("has_refresh_token").asBoolean());
@@ -239,11 +232,6 @@ public class FreshTokenAdminResource {
     }
 
     private static Response notFound(String description) {
-        return json(404, MAPPER.createObjectNode().put("error", "not_found").put("error_description", description));
+        return ErrorReply.of(ErrorCode.NOT_FOUND, description);
     }
-
-    private static Response json(int status, ObjectNode body) {
-        return Response.status(status).entity(body.toString()).type(MediaType.APPLICATION_JSON_TYPE).build();
-    }
-
 }

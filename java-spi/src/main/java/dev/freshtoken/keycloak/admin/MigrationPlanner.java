@@ -16,6 +16,7 @@ import dev.freshtoken.keycloak.idp.EntraConfig;
 import dev.freshtoken.keycloak.idp.EntraOidcIdentityProviderFactory;
 import dev.freshtoken.keycloak.idp.FreshOidcIdentityProviderFactory;
 import dev.freshtoken.keycloak.idp.FreshTokenConfig;
+import dev.freshtoken.keycloak.nativecore.ErrorCode;
 
 /**
  * The config side of moving an identity provider between Keycloak's stock types ({@code oidc},
@@ -56,13 +57,15 @@ public final class MigrationPlanner {
     /** A refusal with a stable code, answered as JSON by the resource. */
     static final class Refused extends RuntimeException {
         private static final long serialVersionUID = 1L;
+        final ErrorCode error;
         final int status;
         final String code;
 
-        Refused(int status, String code, String message) {
+        Refused(ErrorCode error, String message) {
             super(message, null, false, false);
-            this.status = status;
-            this.code = code;
+            this.error = error;
+            this.status = error.status();
+            this.code = error.code();
         }
     }
 
@@ -104,7 +107,7 @@ public final class MigrationPlanner {
     /** The target type for {@code ?to=} (null: chosen from the source). */
     static String target(String from, String to, Map<String, String> config) {
         if (!SOURCES.contains(from)) {
-            throw new Refused(400, "unsupported_source", "identity provider type '" + from
+            throw new Refused(ErrorCode.UNSUPPORTED_SOURCE, "identity provider type '" + from
                     + "' cannot be moved; supported: oidc, keycloak-oidc, microsoft, entra-oidc, fresh-oidc");
         }
         String target = to == null || to.isBlank() ? null : to.trim();
@@ -115,21 +118,21 @@ public final class MigrationPlanner {
                 String[] a = entraAuthority(config);
                 target = a != null && isMicrosoftHost(a[0]) ? ENTRA : FRESH;
             } else {
-                throw new Refused(400, "target_required", "the identity provider is already of type '" + from
+                throw new Refused(ErrorCode.TARGET_REQUIRED, "the identity provider is already of type '" + from
                         + "'; give ?to=oidc to move it back to Keycloak's OpenID Connect type");
             }
         }
         if (!TARGETS.contains(target)) {
-            throw new Refused(400, "unsupported_target", "?to= must be entra-oidc, fresh-oidc or oidc");
+            throw new Refused(ErrorCode.UNSUPPORTED_TARGET, "?to= must be entra-oidc, fresh-oidc or oidc");
         }
         if (target.equals(from)) {
-            throw new Refused(409, "already_of_type", "the identity provider is already of type '" + from + "'");
+            throw new Refused(ErrorCode.ALREADY_OF_TYPE, "the identity provider is already of type '" + from + "'");
         }
         if (from.equals(MICROSOFT) && !target.equals(ENTRA)) {
-            throw new Refused(400, "unsupported_target", "an IdP of type microsoft can be moved to entra-oidc only");
+            throw new Refused(ErrorCode.UNSUPPORTED_TARGET, "an IdP of type microsoft can be moved to entra-oidc only");
         }
         if (target.equals(OIDC) && !(from.equals(ENTRA) || from.equals(FRESH))) {
-            throw new Refused(400, "unsupported_target", "only entra-oidc and fresh-oidc IdPs are moved back to oidc");
+            throw new Refused(ErrorCode.UNSUPPORTED_TARGET, "only entra-oidc and fresh-oidc IdPs are moved back to oidc");
         }
         return target;
     }
@@ -198,7 +201,7 @@ public final class MigrationPlanner {
         } else {
             String[] a = entraAuthority(c);
             if (a == null) {
-                throw new Refused(400, "not_entra", "the IdP's authorization URL, issuer and token URL are not Microsoft "
+                throw new Refused(ErrorCode.NOT_ENTRA, "the IdP's authorization URL, issuer and token URL are not Microsoft "
                         + "Entra ID v2 URLs ({authority host}/{tenant}/oauth2/v2.0/authorize); move it to fresh-oidc instead");
             }
             host = a[0];

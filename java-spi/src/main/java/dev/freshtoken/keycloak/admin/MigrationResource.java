@@ -38,6 +38,8 @@ import dev.freshtoken.keycloak.idp.EntraConfig;
 import dev.freshtoken.keycloak.idp.FreshTokenConfig;
 import dev.freshtoken.keycloak.secrets.IdpSecrets;
 import dev.freshtoken.keycloak.storage.JpaAccess;
+import dev.freshtoken.keycloak.nativecore.ErrorCode;
+import dev.freshtoken.keycloak.nativecore.ErrorReply;
 
 /**
  * {@code /admin/realms/{realm}/fresh-token-migration/{alias}?to=entra-oidc|fresh-oidc|oidc}: changes
@@ -97,17 +99,14 @@ public class MigrationResource {
         try {
             return Response.ok(execute(alias, to, apply)).type(MediaType.APPLICATION_JSON_TYPE).build();
         } catch (MigrationPlanner.Refused r) {
-            Map<String, Object> body = new LinkedHashMap<>();
-            body.put("error", r.code);
-            body.put("error_description", r.getMessage());
-            return Response.status(r.status).entity(body).type(MediaType.APPLICATION_JSON_TYPE).build();
+            return ErrorReply.of(r.error, r.getMessage());
         }
     }
 
     private Map<String, Object> execute(String alias, String to, boolean apply) {
         IdentityProviderModel current = session.identityProviders().getByAlias(alias);
         if (current == null) {
-            throw new MigrationPlanner.Refused(404, "not_found", "no identity provider with this alias in the realm");
+            throw new MigrationPlanner.Refused(ErrorCode.NOT_FOUND, "no identity provider with this alias in the realm");
         }
         String from = current.getProviderId();
         String target = MigrationPlanner.target(from, to, current.getConfig());
@@ -128,7 +127,7 @@ public class MigrationResource {
                 IdpSecrets.withoutWrites(() -> next.validate(realm)); // the plan writes nothing
             }
         } catch (IllegalArgumentException e) {
-            throw new MigrationPlanner.Refused(400, "invalid_config", "the translated settings are not valid for "
+            throw new MigrationPlanner.Refused(ErrorCode.INVALID_CONFIG, "the translated settings are not valid for "
                     + target + ": " + e.getMessage());
         }
 
@@ -172,7 +171,7 @@ public class MigrationResource {
             return plan;
         }
         if (!blockers.isEmpty()) {
-            throw new MigrationPlanner.Refused(409, "blocked", String.join(" ", blockers));
+            throw new MigrationPlanner.Refused(ErrorCode.BLOCKED, String.join(" ", blockers));
         }
         // One transaction (the request's): the entity's provider id and Keycloak's own update of the
         // IdP (config, store tokens) are flushed together; the cache layer registers the IdP's

@@ -13,8 +13,6 @@ import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.MultivaluedMap;
 import jakarta.ws.rs.core.Response;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.keycloak.events.EventBuilder;
 import org.keycloak.events.EventType;
 import org.keycloak.broker.provider.IdentityProvider;
@@ -37,6 +35,8 @@ import dev.freshtoken.keycloak.compat.Compat;
 import dev.freshtoken.keycloak.idp.AbstractFreshTokenFactory;
 import dev.freshtoken.keycloak.idp.FreshTokenIdentityProvider;
 import dev.freshtoken.keycloak.refresh.TokenService;
+import dev.freshtoken.keycloak.nativecore.ErrorCode;
+import dev.freshtoken.keycloak.nativecore.ErrorReply;
 
 /**
  * {@code /realms/{realm}/fresh-token/{alias}/...}: tokens the stock broker endpoint cannot give.
@@ -61,7 +61,6 @@ import dev.freshtoken.keycloak.refresh.TokenService;
  */
 public class FreshTokenResource implements RealmResourceProvider {
 
-    private static final ObjectMapper MAPPER = new ObjectMapper();
 
     private final KeycloakSession session;
 
@@ -113,7 +112,7 @@ public class FreshTokenResource implements RealmResourceProvider {
     private Response oboFor(FreshTokenIdentityProvider provider, String alias, ClientModel client, UserModel user,
                             AccessToken token, String scope) {
         if (!hasRole(token, "broker", "read-token")) {
-            return error(403, "forbidden", "The token lacks the broker client's read-token role.", token);
+            return error(ErrorCode.FORBIDDEN, "The token lacks the broker client's read-token role.", token);
         }
         RealmModel realm = session.getContext().getRealm();
         FederatedIdentityModel identity = session.users().getFederatedIdentity(realm, user, alias);
@@ -142,7 +141,7 @@ public class FreshTokenResource implements RealmResourceProvider {
         }
         String subjectToken = b.form().getFirst("subject_token");
         if (subjectToken == null || subjectToken.isBlank()) {
-            return error(400, "invalid_request", "The user's Keycloak access token is required as 'subject_token'.", null);
+            return error(ErrorCode.INVALID_REQUEST, "The user's Keycloak access token is required as 'subject_token'.", null);
         }
         AuthenticationManager.AuthResult user;
         try {
@@ -153,12 +152,12 @@ public class FreshTokenResource implements RealmResourceProvider {
         // Keycloak's bearer check made the token's client the context client; the caller is ours.
         session.getContext().setClient(b.client());
         if (user == null) {
-            return error(401, "invalid_token", "'subject_token' is not a valid, active access token of this realm.", null);
+            return error(ErrorCode.INVALID_TOKEN, "'subject_token' is not a valid, active access token of this realm.", null);
         }
         AccessToken token = Compat.token(user);
         String clientId = b.client().getClientId();
         if (!clientId.equals(token.getIssuedFor()) && !token.hasAudience(clientId)) {
-            return error(403, "forbidden", "'subject_token' was neither issued to client '" + clientId
+            return error(ErrorCode.FORBIDDEN, "'subject_token' was neither issued to client '" + clientId
                     + "' (azp) nor for it (aud): a client may exchange only its own users' tokens.", null);
         }
         return oboFor(b.provider(), alias, b.client(), Compat.user(user), token, b.form().getFirst("scope"));
@@ -181,7 +180,7 @@ public class FreshTokenResource implements RealmResourceProvider {
         UserModel serviceAccount = b.client().isServiceAccountsEnabled()
                 ? session.users().getServiceAccount(b.client()) : null;
         if (roleModel == null || serviceAccount == null || !serviceAccount.hasRole(roleModel)) {
-            return error(403, "forbidden", "App-only tokens of '" + alias + "' need the realm role '" + role
+            return error(ErrorCode.FORBIDDEN, "App-only tokens of '" + alias + "' need the realm role '" + role
                     + "' on the calling client's service account.", null);
         }
         return new TokenService(session, b.provider()).caller(b.client(), serviceAccount)
@@ -199,13 +198,13 @@ public class FreshTokenResource implements RealmResourceProvider {
     private Backend backend(String alias) {
         FreshTokenIdentityProvider provider = provider(alias);
         if (provider == null) {
-            return Backend.refused(error(404, "not_found", "No identity provider '" + alias + "' of a fresh-token type in this realm.", null));
+            return Backend.refused(error(ErrorCode.NOT_FOUND, "No identity provider '" + alias + "' of a fresh-token type in this realm.", null));
         }
         MultivaluedMap<String, String> form;
         try {
             form = session.getContext().getHttpRequest().getDecodedFormParameters();
         } catch (RuntimeException e) {
-            return Backend.refused(error(400, "invalid_request", "A form body (application/x-www-form-urlencoded) is required.", null));
+            return Backend.refused(error(ErrorCode.INVALID_REQUEST, "A form body (application/x-www-form-urlencoded) is required.", null));
         }
         RealmModel realm = session.getContext().getRealm();
         EventBuilder event = new EventBuilder(realm, session, session.getContext().getConnection()).event(EventType.CLIENT_LOGIN);
@@ -216,13 +215,13 @@ public class FreshTokenResource implements RealmResourceProvider {
             // Keycloak answers bad credentials with 401 unauthorized_client (its token endpoint does
             // the same); ours is the RFC 6749 code. Other answers (400 ...) are Keycloak's own.
             if (e.getResponse() != null && e.getResponse().getStatus() == 401) {
-                return Backend.refused(error(401, "invalid_client", "Client authentication failed: unknown client, "
+                return Backend.refused(error(ErrorCode.INVALID_CLIENT, "Client authentication failed: unknown client, "
                         + "wrong credentials or a disabled client.", null));
             }
             return Backend.refused(e.getResponse());
         }
         if (client == null || client.isPublicClient()) {
-            return Backend.refused(error(401, "invalid_client", "Only a confidential client that authenticates itself may use this form; "
+            return Backend.refused(error(ErrorCode.INVALID_CLIENT, "Only a confidential client that authenticates itself may use this form; "
                     + "public clients (SPAs) use GET with the user's bearer token.", null));
         }
         session.getContext().setClient(client);
@@ -238,7 +237,7 @@ public class FreshTokenResource implements RealmResourceProvider {
         if (client != null && provider.freshConfig().clientMayReadTokens(client.getClientId())) {
             return null;
         }
-        return error(403, "forbidden", "Client '" + (client == null ? "?" : client.getClientId())
+        return error(ErrorCode.FORBIDDEN, "Client '" + (client == null ? "?" : client.getClientId())
                 + "' is not allowed to read tokens of identity provider '" + alias
                 + "' (see the IdP's 'Clients allowed to read tokens').", token);
     }
@@ -260,7 +259,7 @@ public class FreshTokenResource implements RealmResourceProvider {
         String role = provider.freshConfig().appTokenRole();
         AccessToken.Access realmAccess = Compat.token(auth).getRealmAccess();
         if (realmAccess == null || !realmAccess.isUserInRole(role)) {
-            return error(403, "forbidden", "App-only tokens of '" + alias + "' need the realm role '" + role + "'.", Compat.token(auth));
+            return error(ErrorCode.FORBIDDEN, "App-only tokens of '" + alias + "' need the realm role '" + role + "'.", Compat.token(auth));
         }
         return cors(new TokenService(session, provider).caller(Compat.client(auth), Compat.user(auth)).appToken(scope).response(), Compat.token(auth));
     }
@@ -272,12 +271,11 @@ public class FreshTokenResource implements RealmResourceProvider {
     private Caller caller(String alias) {
         AuthenticationManager.AuthResult auth = authenticate();
         if (auth == null) {
-            return new Caller(null, null, error(401, "invalid_token", "A valid bearer token of this realm is required.", null));
+            return new Caller(null, null, error(ErrorCode.INVALID_TOKEN, "A valid bearer token of this realm is required.", null));
         }
         FreshTokenIdentityProvider provider = provider(alias);
         if (provider == null) {
-            return new Caller(auth, null, error(404, "not_found",
-                    "No identity provider '" + alias + "' of a fresh-token type in this realm.", Compat.token(auth)));
+            return new Caller(auth, null, error(ErrorCode.NOT_FOUND, "No identity provider '" + alias + "' of a fresh-token type in this realm.", Compat.token(auth)));
         }
         return new Caller(auth, provider, null);
     }
@@ -319,8 +317,7 @@ public class FreshTokenResource implements RealmResourceProvider {
                 .build();
     }
 
-    private Response error(int status, String code, String description, AccessToken token) {
-        ObjectNode body = MAPPER.createObjectNode().put("error", code).put("error_description", description);
-        return cors(Response.status(status).entity(body.toString()).type(MediaType.APPLICATION_JSON_TYPE).build(), token);
+    private Response error(ErrorCode code, String description, AccessToken token) {
+        return cors(ErrorReply.of(code, description), token);
     }
 }

@@ -12,15 +12,17 @@ import java.util.List;
 import java.util.regex.Pattern;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.jboss.logging.Logger;
 import org.keycloak.Config;
 import org.keycloak.models.KeycloakSession;
 import org.keycloak.truststore.TruststoreProvider;
 
-import dev.freshtoken.keycloak.nativecore.NativeLibrary;
-import dev.freshtoken.keycloak.nativecore.NativeUnavailableException;
+import dev.freshtoken.keycloak.nativecore.Core;
+import dev.freshtoken.keycloak.nativecore.CoreAnswer;
+import dev.freshtoken.keycloak.nativecore.CoreRequest;
+import dev.freshtoken.keycloak.nativecore.ErrorCode;
+
 
 /**
  * Outbound HTTP settings of the core, taken from Keycloak's own configuration so that our
@@ -38,7 +40,6 @@ import dev.freshtoken.keycloak.nativecore.NativeUnavailableException;
 public final class Outbound {
 
     private static final Logger LOG = Logger.getLogger("dev.freshtoken.keycloak");
-    private static final ObjectMapper MAPPER = new ObjectMapper();
 
     record Mapping(Pattern host, String proxy) {
     }
@@ -86,21 +87,15 @@ public final class Outbound {
 
     /** Hands the bundle to the core in memory (op {@code trust}); null when the core did not take it. */
     private static String handOver(String pem) {
-        ObjectNode req = MAPPER.createObjectNode();
-        req.put("v", 1).put("op", "trust").put("now", 0).put("ca_pem", pem);
-        try {
-            JsonNode a = MAPPER.readTree(NativeLibrary.call(req.toString()));
-            JsonNode sha = a.path("ok").path("ca_sha256");
-            if (sha.isTextual()) {
-                return sha.asText();
-            }
-            LOG.warnf("fresh-token: the native core refused Keycloak's truststore (%s): %s", a.path("err").path("code").asText("-"),
-                    a.path("err").path("error_description").asText(""));
-        } catch (NativeUnavailableException e) {
-            // Every IdP call answers native_unavailable anyway.
-        } catch (Exception e) {
-            LOG.warnf("fresh-token: handing Keycloak's truststore to the native core failed (%s)", e.getClass().getSimpleName());
+        CoreAnswer a = Core.call(CoreRequest.trust(pem));
+        JsonNode sha = a.isError() ? null : a.ok().path("ca_sha256");
+        if (sha != null && sha.isTextual()) {
+            return sha.asText();
         }
+        if (ErrorCode.NATIVE_UNAVAILABLE.code().equals(a.code())) {
+            return null; // every IdP call answers native_unavailable anyway
+        }
+        LOG.warnf("fresh-token: the native core refused Keycloak's truststore (%s): %s", a.isError() ? a.code() : "-", a.description());
         return null;
     }
 

@@ -5,12 +5,13 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.jboss.logging.Logger;
 
 import dev.freshtoken.keycloak.nativecore.NativeLibrary;
-import dev.freshtoken.keycloak.nativecore.NativeUnavailableException;
+import dev.freshtoken.keycloak.nativecore.Core;
+import dev.freshtoken.keycloak.nativecore.CoreAnswer;
+import dev.freshtoken.keycloak.nativecore.CoreRequest;
+import dev.freshtoken.keycloak.nativecore.ErrorCode;
 
 /**
  * Encryption at rest of the stored token (docs/CONTRACT.md, "Encryption at rest"). The keys are
@@ -25,7 +26,6 @@ import dev.freshtoken.keycloak.nativecore.NativeUnavailableException;
 public final class Storage {
 
     private static final Logger LOG = Logger.getLogger("dev.freshtoken.keycloak");
-    private static final ObjectMapper MAPPER = new ObjectMapper();
 
     static final String KEY_FILE_OPTION = "key-file";
     static final String MODE_OPTION = "mode";
@@ -69,9 +69,7 @@ public final class Storage {
         Map<String, String> m = new LinkedHashMap<>();
         if (keyFile == null) {
             if (NativeLibrary.ensureLoaded().state() == NativeLibrary.State.LOADED) {
-                ObjectNode off = MAPPER.createObjectNode();
-                off.put("v", 1).put("op", "keyring").put("now", 0).putObject("keyring");
-                call(off); // the core's default already; explicit so that a reload switches keys off
+                Core.call(CoreRequest.keyring(null, null, false)); // the core's default already; explicit so that a reload switches keys off
             }
             m.put("storageEncryption", "off");
             info = m;
@@ -88,11 +86,8 @@ public final class Storage {
             LOG.error("fresh-token: storage keys NOT loaded: the native core is not available");
             return;
         }
-        ObjectNode req = MAPPER.createObjectNode();
-        req.put("v", 1).put("op", "keyring").put("now", 0);
-        req.putObject("keyring").put("key_file", keyFile).put("mode", mode).put("allow_plaintext", allowPlaintext);
-        JsonNode answer = call(req);
-        JsonNode ok = answer.get("ok");
+        CoreAnswer answer = Core.call(CoreRequest.keyring(keyFile, mode, allowPlaintext));
+        JsonNode ok = answer.ok();
         if (ok != null) {
             JsonNode ring = ok.path("keyring");
             m.put("storageEncryption", "decrypt-only".equals(ring.path("mode").asText()) ? "decrypt-only" : "on");
@@ -102,8 +97,7 @@ public final class Storage {
                 kids.append(kids.length() == 0 ? "" : ",").append(it.next().asText());
             }
             m.put("storageKeyIds", kids.toString());
-            for (Iterator<JsonNode> it = ok.path("diag").elements(); it.hasNext();) {
-                String line = it.next().asText();
+            for (String line : answer.diag()) {
                 if (line.contains("can be read by")) {
                     LOG.warnf("fresh-token: %s", line);
                 } else {
@@ -111,7 +105,7 @@ public final class Storage {
                 }
             }
         } else {
-            String why = answer.path("err").path("error_description").asText("unknown problem");
+            String why = answer.description().isEmpty() ? "unknown problem" : answer.description();
             m.put("storageEncryption", "FAILED");
             m.put("storageProblem", why);
             LOG.errorf("fresh-token: storage keys NOT loaded, no stored token of our IdP types is read or written (storage_key_error): %s", why);
@@ -124,13 +118,8 @@ public final class Storage {
      * login, before the user exists; such a value is sealed again with the user right after),
      * IdP alias and the user's id at the IdP.
      */
-    public static ObjectNode binding(String realmId, String userId, String alias, String subject) {
-        ObjectNode b = MAPPER.createObjectNode();
-        b.put("realm", realmId == null ? "" : realmId);
-        b.put("user", userId == null ? "" : userId);
-        b.put("alias", alias == null ? "" : alias);
-        b.put("subject", subject == null ? "" : subject);
-        return b;
+    public static CoreRequest.Binding binding(String realmId, String userId, String alias, String subject) {
+        return new CoreRequest.Binding(realmId, userId, alias, subject);
     }
 
     /** Thrown when a value cannot be converted; the message is the core's (no token values). */
@@ -156,12 +145,12 @@ public final class Storage {
 
     /** {@code seal}: the value in its storage form now (encrypted with the first key while encrypting). */
     public static Converted seal(String realmId, String userId, String alias, String subject, String value, String previous) throws StorageException {
-        return convert("seal", binding(realmId, userId, alias, subject), value, previous);
+        return convert(CoreRequest.seal(value, binding(realmId, userId, alias, subject), previous));
     }
 
     /** {@code unseal}: the value plain (rollback). */
     static Converted unseal(String realmId, String userId, String alias, String subject, String value) throws StorageException {
-        return convert("unseal", binding(realmId, userId, alias, subject), value, null);
+        return convert(CoreRequest.unseal(value, binding(realmId, userId, alias, subject)));
     }
 
     /** True for a value in one of the core's sealed formats ({@code ftk1.}, {@code ftk2.}). */
@@ -169,37 +158,13 @@ public final class Storage {
         return value != null && (value.startsWith("ftk2.") || value.startsWith("ftk1."));
     }
 
-    private static Converted convert(String op, ObjectNode binding, String value, String previous) throws StorageException {
-        ObjectNode req = MAPPER.createObjectNode();
-        req.put("v", 1).put("op", op).put("now", 0).put("stored", value);
-        req.set("binding", binding);
-        if (previous != null) {
-            req.put("previous", previous);
-        }
-        JsonNode answer = call(req);
-        JsonNode ok = answer.get("ok");
+    private static Converted convert(CoreRequest request) throws StorageException {
+        CoreAnswer answer = Core.call(request);
+        JsonNode ok = answer.ok();
         if (ok == null || !ok.path("store").isTextual()) {
-            JsonNode err = answer.path("err");
-            throw new StorageException(err.path("code").asText("internal_error"),
-                    err.path("error_description").asText("The fresh-token core gave no answer."));
+            throw new StorageException(answer.isError() ? answer.code() : ErrorCode.INTERNAL_ERROR.code(),
+                    answer.isError() && !answer.description().isEmpty() ? answer.description() : "The fresh-token core gave no answer.");
         }
         return new Converted(ok.get("store").asText(), ok.path("action").asText(""));
-    }
-
-    private static JsonNode call(ObjectNode req) {
-        try {
-            return MAPPER.readTree(NativeLibrary.call(req.toString()));
-        } catch (NativeUnavailableException e) {
-            return error("native_unavailable", "The fresh-token native core is not available on this Keycloak node.");
-        } catch (Exception e) {
-            // A caught panic or an unreadable answer; neither message carries data.
-            return error("internal_error", "The fresh-token core failed: " + e.getClass().getSimpleName());
-        }
-    }
-
-    private static JsonNode error(String code, String description) {
-        ObjectNode root = MAPPER.createObjectNode();
-        root.putObject("err").put("code", code).put("error_description", description);
-        return root;
     }
 }

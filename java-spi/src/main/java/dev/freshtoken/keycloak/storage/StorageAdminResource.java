@@ -26,6 +26,8 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
 
 import dev.freshtoken.keycloak.idp.AbstractFreshTokenFactory;
 import dev.freshtoken.keycloak.refresh.TokenService;
+import dev.freshtoken.keycloak.nativecore.ErrorCode;
+import dev.freshtoken.keycloak.nativecore.ErrorReply;
 
 /**
  * {@code /admin/realms/{realm}/fresh-token-storage}:
@@ -125,10 +127,7 @@ public class StorageAdminResource {
     }
 
     private Response conflict(String description) {
-        Map<String, Object> body = new LinkedHashMap<>();
-        body.put("error", "storage_mode_conflict");
-        body.put("error_description", description);
-        return Response.status(409).entity(body).type(MediaType.APPLICATION_JSON_TYPE).build();
+        return ErrorReply.of(ErrorCode.STORAGE_MODE_CONFLICT, description);
     }
 
     private Response run(boolean decrypt) {

@@ -69,11 +69,11 @@ class StorageBoundaryTest {
     void aCheckOnASealedRowServesThePlainToken() throws Exception {
         String sealed = Storage.seal("realm-1", "user-1", "entra", "oid-1", PLAIN, null).value();
         ObjectNode req = MAPPER.createObjectNode().put("v", 1).put("op", "check").put("now", 1_800_000_000L).put("stored", sealed);
-        req.set("binding", Storage.binding("realm-1", "user-1", "entra", "oid-1"));
+        req.set("binding", row("realm-1", "user-1", "entra", "oid-1"));
         JsonNode ok = MAPPER.readTree(NativeLibrary.call(req.toString())).path("ok");
         assertEquals("serve", ok.path("action").asText());
         assertEquals("at-secret-value", ok.path("response").path("access_token").asText());
-        req.set("binding", Storage.binding("realm-1", "user-1", "other", "oid-1"));
+        req.set("binding", row("realm-1", "user-1", "other", "oid-1"));
         JsonNode err = MAPPER.readTree(NativeLibrary.call(req.toString())).path("err");
         assertEquals("storage_binding_mismatch", err.path("code").asText());
         assertEquals(500, err.path("status").asInt());
