@@ -113,7 +113,6 @@ public class FreshTokenAdminResource {
         return Response.noContent().build();
     }
 
-
     enum ClearOutcome { CLEARED, NONE_STORED, BUSY, INTERRUPTED }
 
     /**

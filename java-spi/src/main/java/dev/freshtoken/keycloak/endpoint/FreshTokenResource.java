@@ -1,6 +1,5 @@
 package dev.freshtoken.keycloak.endpoint;
 
-
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.GET;
 import jakarta.ws.rs.OPTIONS;
@@ -60,7 +59,6 @@ import dev.freshtoken.keycloak.nativecore.ErrorReply;
  * </ul>
  */
 public class FreshTokenResource implements RealmResourceProvider {
-
 
     private final KeycloakSession session;
 

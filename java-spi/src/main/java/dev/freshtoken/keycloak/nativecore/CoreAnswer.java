@@ -95,6 +95,22 @@ public record CoreAnswer(JsonNode ok, JsonNode err, String raw) {
         return r != null && r.canConvertToLong() ? r.asLong() : null;
     }
 
+    /** {@code upstream_ms}: the time this answer spent asking the IdP, or null. */
+    public Long upstreamMs() {
+        JsonNode ms = body() == null ? null : body().get("upstream_ms");
+        return ms != null && ms.canConvertToLong() ? ms.asLong() : null;
+    }
+
+    /** A refresh that failed while the stored token was still served ({@code refresh_failure}). */
+    public record Failure(String code, JsonNode upstream) {
+    }
+
+    /** The ok answer's {@code refresh_failure} (stale served), or null. */
+    public Failure refreshFailure() {
+        JsonNode f = body() == null ? null : body().get("refresh_failure");
+        return f != null && f.isObject() ? new Failure(f.path("code").asText(ErrorCode.UPSTREAM_ERROR.code()), f.get("upstream")) : null;
+    }
+
     /** The core's {@code diag} lines (decisions, never token values). */
     public List<String> diag() {
         List<String> out = new ArrayList<>();

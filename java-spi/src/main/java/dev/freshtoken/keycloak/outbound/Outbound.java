@@ -23,7 +23,6 @@ import dev.freshtoken.keycloak.nativecore.CoreAnswer;
 import dev.freshtoken.keycloak.nativecore.CoreRequest;
 import dev.freshtoken.keycloak.nativecore.ErrorCode;
 
-
 /**
  * Outbound HTTP settings of the core, taken from Keycloak's own configuration so that our
  * calls to the IdP trust what Keycloak trusts and take the proxy Keycloak takes:

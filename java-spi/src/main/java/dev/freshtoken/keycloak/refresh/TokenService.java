@@ -202,7 +202,7 @@ public final class TokenService {
     /** Hands the outcome to Telemetry (event details, metrics) and returns it. */
     private Outcome recorded(Telemetry.Call telemetry, Outcome o) {
         telemetry.caller(callerClient, callerUser);
-        telemetry.finish(o.errorCode(), o.answer() == null ? null : o.answer().body(), o.askedIdp());
+        telemetry.finish(o.errorCode(), o.answer(), o.askedIdp());
         return o;
     }
 
