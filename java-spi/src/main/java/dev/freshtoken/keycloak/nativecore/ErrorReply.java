@@ -11,7 +11,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  * The one builder of the error envelope our HTTP answers carry:
  * {@code {"error": code, "error_description": ..., "upstream": {...}?, "retry_after_s": n?}},
  * {@code Retry-After} with {@code retry_after_s}. The status is the code's unless the core sent
- * its own (an err answer carries {@code status}).
+ * its own (an err answer carries {@code status}; the refresh flow builds its answers from
+ * {@link #body} as values, see TokenService.Outcome).
  */
 public final class ErrorReply {
 
@@ -40,18 +41,9 @@ public final class ErrorReply {
         return of(code.code(), code.status(), description, null, null);
     }
 
-    public static Response of(ErrorCode code, String description, Long retryAfter) {
-        return of(code.code(), code.status(), description, null, retryAfter);
-    }
-
-    /** {@code code}/{@code status} as the core answered them (a code outside our enum passes through). */
-    public static Response of(String code, int status, String description, JsonNode upstream, Long retryAfter) {
-        return withBody(status, body(code, description, upstream, retryAfter), retryAfter);
-    }
-
-    /** A body built with {@link #body} and amended by the caller (e.g. {@code account-link-url}). */
-    public static Response withBody(int status, ObjectNode body, Long retryAfter) {
-        Response.ResponseBuilder b = Response.status(status).entity(body.toString()).type(MediaType.APPLICATION_JSON_TYPE);
+    private static Response of(String code, int status, String description, JsonNode upstream, Long retryAfter) {
+        Response.ResponseBuilder b = Response.status(status).entity(body(code, description, upstream, retryAfter).toString())
+                .type(MediaType.APPLICATION_JSON_TYPE);
         if (retryAfter != null) {
             b.header("Retry-After", Long.toString(retryAfter));
         }

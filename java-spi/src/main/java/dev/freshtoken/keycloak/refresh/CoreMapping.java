@@ -1,6 +1,7 @@
 package dev.freshtoken.keycloak.refresh;
 
-import jakarta.ws.rs.core.Response;
+import java.util.function.Function;
+
 import jakarta.ws.rs.core.UriBuilder;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -38,10 +39,17 @@ final class CoreMapping {
 
     private final KeycloakSession session;
     private final FreshTokenConfig config;
+    /** The native call ({@link Core#call}); a fake in unit tests. */
+    private final Function<CoreRequest, CoreAnswer> core;
 
     CoreMapping(KeycloakSession session, FreshTokenConfig config) {
+        this(session, config, Core::call);
+    }
+
+    CoreMapping(KeycloakSession session, FreshTokenConfig config, Function<CoreRequest, CoreAnswer> core) {
         this.session = session;
         this.config = config;
+        this.core = core;
     }
 
     /** {@code check} with the IdP's min validity. */
@@ -145,7 +153,7 @@ final class CoreMapping {
     }
 
     private CoreAnswer send(CoreRequest request) {
-        CoreAnswer a = Core.call(request);
+        CoreAnswer a = core.apply(request);
         if (LOG.isDebugEnabled()) {
             for (String line : a.diag()) {
                 LOG.debugf("fresh-token core [%s]: %s", config.getAlias(), line);
@@ -161,8 +169,7 @@ final class CoreMapping {
             if (LOG.isDebugEnabled()) {
                 LOG.debugf("fresh-token: IdP '%s' %s, upstream %s ms", alias, a.action(), a.ok().path("upstream_ms").asText("-"));
             }
-            return new TokenService.Outcome(Response.ok(a.ok().path("response").toString(), jakarta.ws.rs.core.MediaType.APPLICATION_JSON_TYPE)
-                    .build(), null, a);
+            return new TokenService.Outcome(200, a.ok().path("response").toString(), null, null, a, false);
         }
         String code = a.code();
         JsonNode upstream = a.upstream();
@@ -173,12 +180,14 @@ final class CoreMapping {
         if (ErrorCode.REAUTH_REQUIRED.code().equals(code)) {
             return reauth(a.description(), upstream).withAnswer(a);
         }
-        return new TokenService.Outcome(ErrorReply.of(code, a.status(), a.description(), upstream, a.retryAfter()), code, a);
+        Long retry = a.retryAfter();
+        return new TokenService.Outcome(a.status(), ErrorReply.body(code, a.description(), upstream, retry).toString(), retry, code, a, false);
     }
 
     /** Our own refusal (no core answer involved). */
     static TokenService.Outcome error(ErrorCode code, String description, Long retryAfter) {
-        return new TokenService.Outcome(ErrorReply.of(code, description, retryAfter), code.code(), null);
+        return new TokenService.Outcome(code.status(), ErrorReply.body(code.code(), description, null, retryAfter).toString(), retryAfter,
+                code.code(), null, false);
     }
 
     static TokenService.Outcome refused(Access.Refusal r) {
@@ -192,8 +201,8 @@ final class CoreMapping {
         if (link != null) {
             body.put("account-link-url", link);
         }
-        return new TokenService.Outcome(ErrorReply.withBody(ErrorCode.REAUTH_REQUIRED.status(), body, null),
-                ErrorCode.REAUTH_REQUIRED.code(), null);
+        return new TokenService.Outcome(ErrorCode.REAUTH_REQUIRED.status(), body.toString(), null, ErrorCode.REAUTH_REQUIRED.code(),
+                null, false);
     }
 
     /**

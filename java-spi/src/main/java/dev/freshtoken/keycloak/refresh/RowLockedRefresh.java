@@ -22,7 +22,7 @@ import dev.freshtoken.keycloak.storage.StoredRow;
  * what happens when the database refuses that write ({@link Kept}). Called by {@link SingleFlight}
  * while it holds the cluster lock.
  */
-final class RowLockedRefresh {
+final class RowLockedRefresh implements SingleFlight.Rows {
 
     private static final Logger LOG = Logger.getLogger("dev.freshtoken.keycloak");
 
@@ -46,7 +46,8 @@ final class RowLockedRefresh {
      * (the cross-node invalidation arrives later), and refreshing with that spent refresh token
      * would be a reuse (cluster test). Users that are not in local storage fall back to the cache layer.
      */
-    String readStoredToken(String realmId, String userId) {
+    @Override
+    public String readStoredToken(String realmId, String userId) {
         String alias = config.getAlias();
         return KeycloakModelUtils.runJobInTransactionWithResult(session.getKeycloakSessionFactory(), s -> {
             RealmModel r = s.realms().getRealm(realmId);
@@ -79,7 +80,8 @@ final class RowLockedRefresh {
      * expired, a cluster that split) blocks until the first one committed and then reads the
      * token set it wrote, so a refresh token is never sent twice. Returns null when the row is gone.
      */
-    Held refresh(Ask ask, String method) {
+    @Override
+    public Held refresh(Ask ask, String method) {
         String realmId = ask.binding().realm();
         String userId = ask.binding().user();
         String alias = config.getAlias();
@@ -211,11 +213,9 @@ final class RowLockedRefresh {
         }
     }
 
-    /** The warning code on an answer whose new token set could be neither stored nor kept (README, Concurrency and safety). */
-    static final String NOT_PERSISTED = "token_not_persisted";
-
     /** The database failed under us: a documented retry_later (503), never a stale token. */
-    CoreAnswer storageUnavailable(RuntimeException e) {
+    @Override
+    public CoreAnswer storageUnavailable(RuntimeException e) {
         LOG.warnf("fresh-token: IdP '%s': the stored token could not be read or locked (%s: %s)", config.getAlias(),
                 e.getClass().getSimpleName(), rootMessage(e));
         return CoreAnswer.error(ErrorCode.RETRY_LATER, "Keycloak's database is not reachable right now; try again shortly.",

@@ -27,13 +27,25 @@ final class SingleFlight {
     private final KeycloakSession session;
     private final FreshTokenConfig config;
     private final CoreMapping mapping;
-    private final RowLockedRefresh row;
+    private final Rows row;
 
-    SingleFlight(KeycloakSession session, FreshTokenConfig config, CoreMapping mapping) {
+    /** The database side of a refresh ({@link RowLockedRefresh}; a fake in unit tests). */
+    interface Rows {
+        /** The committed stored token of the row, or null when the row (or its token) is gone. */
+        String readStoredToken(String realmId, String userId);
+
+        /** The refresh under the row lock; null when the row is gone. */
+        RowLockedRefresh.Held refresh(Ask ask, String method);
+
+        /** The answer when the database fails under us. */
+        CoreAnswer storageUnavailable(RuntimeException e);
+    }
+
+    SingleFlight(KeycloakSession session, FreshTokenConfig config, CoreMapping mapping, Rows rows) {
         this.session = session;
         this.config = config;
         this.mapping = mapping;
-        this.row = new RowLockedRefresh(session, config, mapping);
+        this.row = rows;
     }
 
     /**

@@ -5,6 +5,7 @@ import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
 
+import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 
 import org.jboss.logging.Logger;
@@ -49,29 +50,35 @@ public final class TokenService {
     public enum Endpoint { V1, V2 }
 
     /**
-     * The HTTP answer and, for errors, our error code; {@code answer}: the core answer it came
-     * from (telemetry), {@code askedIdp}: whether this call went to the IdP.
+     * The app's answer as a value: HTTP status, JSON body, {@code Retry-After} (null: none) and,
+     * for errors, our error code; {@code answer}: the core answer it came from (telemetry),
+     * {@code askedIdp}: whether this call went to the IdP. {@link #response()} is the JAX-RS form.
      */
-    public record Outcome(Response response, String errorCode, CoreAnswer answer, boolean askedIdp) {
-        Outcome(Response response, String errorCode, CoreAnswer answer) {
-            this(response, errorCode, answer, false);
-        }
+    public record Outcome(int status, String body, Long retryAfter, String errorCode, CoreAnswer answer, boolean askedIdp) {
 
         public boolean isError() {
             return errorCode != null;
         }
 
+        public Response response() {
+            Response.ResponseBuilder b = Response.status(status).entity(body).type(MediaType.APPLICATION_JSON_TYPE);
+            if (retryAfter != null) {
+                b.header("Retry-After", Long.toString(retryAfter));
+            }
+            return b.build();
+        }
+
         Outcome withAnswer(CoreAnswer a) {
-            return new Outcome(response, errorCode, a, askedIdp);
+            return new Outcome(status, body, retryAfter, errorCode, a, askedIdp);
         }
 
         Outcome asked() {
-            return new Outcome(response, errorCode, answer, true);
+            return new Outcome(status, body, retryAfter, errorCode, answer, true);
         }
 
         @Override
         public String toString() {
-            return "Outcome[status=" + response.getStatus() + ", error=" + errorCode + "]";
+            return "Outcome[status=" + status + ", error=" + errorCode + "]"; // the body may hold tokens
         }
     }
 
@@ -80,6 +87,7 @@ public final class TokenService {
     private final Access access;
     private final CoreMapping mapping;
     private final SingleFlight flight;
+    private final SingleFlight.Rows rows;
     private ClientModel callerClient;
     private UserModel callerUser;
 
@@ -88,11 +96,17 @@ public final class TokenService {
     }
 
     TokenService(KeycloakSession session, FreshTokenConfig config) {
+        this(session, config, new CoreMapping(session, config), null);
+    }
+
+    /** {@code rows} null: the database ({@link RowLockedRefresh}); unit tests pass fakes. */
+    TokenService(KeycloakSession session, FreshTokenConfig config, CoreMapping mapping, SingleFlight.Rows rows) {
         this.session = session;
         this.config = config;
         this.access = new Access(config);
-        this.mapping = new CoreMapping(session, config);
-        this.flight = new SingleFlight(session, config, mapping);
+        this.mapping = mapping;
+        this.rows = rows != null ? rows : new RowLockedRefresh(session, config, mapping);
+        this.flight = new SingleFlight(session, config, mapping, this.rows);
     }
 
     /** The caller of our own endpoints (obo, app-token), for their events. */
@@ -207,7 +221,7 @@ public final class TokenService {
     }
 
     private Outcome storageUnavailable(RuntimeException e) {
-        return mapping.respond(new RowLockedRefresh(session, config, mapping).storageUnavailable(e));
+        return mapping.respond(rows.storageUnavailable(e));
     }
 
     /**

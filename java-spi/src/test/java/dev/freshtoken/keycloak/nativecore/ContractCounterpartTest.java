@@ -1,0 +1,92 @@
+package dev.freshtoken.keycloak.nativecore;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import org.junit.jupiter.api.Test;
+
+/** ErrorCode against docs/CONTRACT.md's error table; the request builders against the envelope. */
+class ContractCounterpartTest {
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** The "Error codes (closed set)" table of docs/CONTRACT.md: code -> HTTP status. */
+    private static Map<String, Integer> documented() throws Exception {
+        Path doc = Path.of(System.getProperty("freshtoken.contract.doc", "../docs/CONTRACT.md"));
+        String text = Files.readString(doc);
+        int start = text.indexOf("## Error codes");
+        assertTrue(start >= 0, "docs/CONTRACT.md has an error code section");
+        int end = text.indexOf("\n#", start + 3);
+        Matcher m = Pattern.compile("^\\| `([a-z_]+)` \\| (\\d{3}) \\|", Pattern.MULTILINE)
+                .matcher(text.substring(start, end < 0 ? text.length() : end));
+        Map<String, Integer> out = new TreeMap<>();
+        while (m.find()) {
+            out.put(m.group(1), Integer.parseInt(m.group(2)));
+        }
+        return out;
+    }
+
+    @Test
+    void the_contract_error_codes_are_exactly_the_documented_ones_with_their_status() throws Exception {
+        Map<String, Integer> doc = documented();
+        assertFalse(doc.isEmpty());
+        Map<String, Integer> ours = new TreeMap<>();
+        for (ErrorCode c : ErrorCode.values()) {
+            if (c.inContract()) {
+                ours.put(c.code(), c.status());
+            }
+        }
+        assertEquals(doc, ours);
+    }
+
+    @Test
+    void every_code_is_found_by_its_wire_name() {
+        for (ErrorCode c : ErrorCode.values()) {
+            assertEquals(c, ErrorCode.of(c.code()).orElseThrow());
+        }
+        assertTrue(ErrorCode.of("no_such_code").isEmpty());
+    }
+
+    @Test
+    void requests_carry_the_one_contract_version_and_their_op() throws Exception {
+        CoreRequest.Binding b = new CoreRequest.Binding("r", "u", "a", "s");
+        CoreRequest.Policy p = new CoreRequest.Policy(60, false, true);
+        for (CoreRequest r : new CoreRequest[] {CoreRequest.check(5, "x", b, p),
+                CoreRequest.retrieve(5, "x", b, p, JsonNodeFactory.instance.objectNode()), CoreRequest.inspect(5, "x", b),
+                CoreRequest.keyring(null, null, false), CoreRequest.seal("x", b, null), CoreRequest.unseal("x", b),
+                CoreRequest.trust("pem"), CoreRequest.appToken(5, "s", 60, JsonNodeFactory.instance.objectNode())}) {
+            JsonNode j = JSON.readTree(r.json());
+            assertEquals(NativeCore.CONTRACT_VERSION, j.path("v").asInt(), r.op());
+            assertEquals(r.op(), j.path("op").asText());
+        }
+        JsonNode check = JSON.readTree(CoreRequest.check(5, "x", b, p).json());
+        assertEquals("u", check.path("binding").path("user").asText());
+        assertEquals(60, check.path("policy").path("min_validity_s").asInt());
+        assertTrue(check.path("policy").path("include_id_token").asBoolean());
+        assertFalse(check.has("idp"));
+    }
+
+    @Test
+    void secrets_never_reach_to_string() {
+        CoreRequest.Obo obo = new CoreRequest.Obo("mid", "SECRET-SAMPLE", "client_secret_post", "api://x/.default", "s", "entra_obo");
+        CoreRequest r = CoreRequest.check(5, "STORED-SAMPLE", new CoreRequest.Binding("r", "u", "a", "s"),
+                new CoreRequest.Policy(0, false, false)).obo(obo);
+        assertFalse(obo.toString().contains("SECRET-SAMPLE"));
+        assertFalse(r.toString().contains("SECRET-SAMPLE"));
+        assertFalse(r.toString().contains("STORED-SAMPLE"));
+        assertTrue(r.json().contains("SECRET-SAMPLE"), "the secret is in the request itself");
+        assertFalse(CoreAnswer.parse("{\"ok\":{\"action\":\"serve\",\"response\":{\"access_token\":\"AT-SAMPLE\"}}}")
+                .toString().contains("AT-SAMPLE"));
+    }
+}
