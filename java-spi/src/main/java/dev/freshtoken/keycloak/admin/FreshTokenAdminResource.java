@@ -28,13 +28,13 @@ import org.keycloak.services.resources.admin.AdminEventBuilder;
 import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
 
 import dev.freshtoken.keycloak.idp.AbstractFreshTokenFactory;
-import dev.freshtoken.keycloak.refresh.TokenService;
-import dev.freshtoken.keycloak.storage.Storage;
 import dev.freshtoken.keycloak.nativecore.Core;
 import dev.freshtoken.keycloak.nativecore.CoreAnswer;
 import dev.freshtoken.keycloak.nativecore.CoreRequest;
 import dev.freshtoken.keycloak.nativecore.ErrorCode;
 import dev.freshtoken.keycloak.nativecore.ErrorReply;
+import dev.freshtoken.keycloak.refresh.TokenService;
+import dev.freshtoken.keycloak.storage.Storage;
 
 /**
  * Admin REST API {@code /admin/realms/{realm}/fresh-token}: per user, whether a token is stored

@@ -1,43 +1,13 @@
 package dev.freshtoken.keycloak.admin;
 
-import org.keycloak.Config;
-import org.keycloak.models.KeycloakSession;
-import org.keycloak.models.KeycloakSessionFactory;
-import org.keycloak.models.RealmModel;
-import org.keycloak.services.resources.admin.AdminEventBuilder;
-import org.keycloak.services.resources.admin.ext.AdminRealmResourceProvider;
-import org.keycloak.services.resources.admin.ext.AdminRealmResourceProviderFactory;
-import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
+import dev.freshtoken.keycloak.AdminResourceFactory;
 
 /** Mounts {@link FreshTokenAdminResource} at {@code /admin/realms/{realm}/fresh-token}. */
-public class FreshTokenAdminResourceProviderFactory implements AdminRealmResourceProviderFactory, AdminRealmResourceProvider {
+public class FreshTokenAdminResourceProviderFactory extends AdminResourceFactory {
 
     public static final String ID = "fresh-token";
 
-    @Override
-    public AdminRealmResourceProvider create(KeycloakSession session) {
-        return this;
-    }
-
-    @Override
-    public Object getResource(KeycloakSession session, RealmModel realm, AdminPermissionEvaluator auth, AdminEventBuilder adminEvent) {
-        return new FreshTokenAdminResource(session, realm, auth, adminEvent);
-    }
-
-    @Override
-    public void init(Config.Scope config) {
-    }
-
-    @Override
-    public void postInit(KeycloakSessionFactory factory) {
-    }
-
-    @Override
-    public void close() {
-    }
-
-    @Override
-    public String getId() {
-        return ID;
+    public FreshTokenAdminResourceProviderFactory() {
+        super(ID, FreshTokenAdminResource::new);
     }
 }

@@ -12,13 +12,11 @@ import jakarta.ws.rs.core.HttpHeaders;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.jboss.logging.Logger;
-import org.keycloak.Config;
 import org.keycloak.common.util.Time;
 import org.keycloak.component.ComponentModel;
 import org.keycloak.component.ComponentValidationException;
 import org.keycloak.jose.jws.JWSInput;
 import org.keycloak.models.KeycloakSession;
-import org.keycloak.models.KeycloakSessionFactory;
 import org.keycloak.models.RealmModel;
 import org.keycloak.models.UserModel;
 import org.keycloak.provider.ProviderConfigProperty;
@@ -32,6 +30,8 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissions;
 import org.keycloak.services.ui.extend.UiTabProvider;
 import org.keycloak.services.ui.extend.UiTabProviderFactory;
 
+import dev.freshtoken.keycloak.NoLifecycle;
+
 /**
  * A "fresh-token" tab on the admin console's user details page (Keycloak's declarative UI,
  * feature {@code declarative-ui}). What the console offers for such a tab is a form over one
@@ -42,7 +42,7 @@ import org.keycloak.services.ui.extend.UiTabProviderFactory;
  * permissions (view-users; manage-users to clear), written into the result fields (never a
  * token value), and shown when the tab is opened again.
  */
-public class FreshTokenUserTab implements UiTabProvider, UiTabProviderFactory<ComponentModel> {
+public class FreshTokenUserTab implements UiTabProvider, UiTabProviderFactory<ComponentModel>, NoLifecycle<UiTabProvider> {
 
     public static final String ID = "fresh-token";
     /** The console's route parameter for the user; declared so that an update keeps it (undeclared keys are dropped). */
@@ -247,14 +247,7 @@ public class FreshTokenUserTab implements UiTabProvider, UiTabProviderFactory<Co
         return this;
     }
 
-    @Override
-    public void init(Config.Scope config) {
-    }
-
-    @Override
-    public void postInit(KeycloakSessionFactory factory) {
-    }
-
+    /** Both the factory's and the provider's close: nothing to release. */
     @Override
     public void close() {
     }

@@ -36,10 +36,10 @@ import dev.freshtoken.keycloak.compat.Compat;
 import dev.freshtoken.keycloak.idp.AbstractFreshTokenFactory;
 import dev.freshtoken.keycloak.idp.EntraConfig;
 import dev.freshtoken.keycloak.idp.FreshTokenConfig;
-import dev.freshtoken.keycloak.secrets.IdpSecrets;
-import dev.freshtoken.keycloak.storage.JpaAccess;
 import dev.freshtoken.keycloak.nativecore.ErrorCode;
 import dev.freshtoken.keycloak.nativecore.ErrorReply;
+import dev.freshtoken.keycloak.secrets.IdpSecrets;
+import dev.freshtoken.keycloak.storage.JpaAccess;
 
 /**
  * {@code /admin/realms/{realm}/fresh-token-migration/{alias}?to=entra-oidc|fresh-oidc|oidc}: changes

@@ -33,9 +33,9 @@ import org.keycloak.services.resource.RealmResourceProvider;
 import dev.freshtoken.keycloak.compat.Compat;
 import dev.freshtoken.keycloak.idp.AbstractFreshTokenFactory;
 import dev.freshtoken.keycloak.idp.FreshTokenIdentityProvider;
-import dev.freshtoken.keycloak.refresh.TokenService;
 import dev.freshtoken.keycloak.nativecore.ErrorCode;
 import dev.freshtoken.keycloak.nativecore.ErrorReply;
+import dev.freshtoken.keycloak.refresh.TokenService;
 
 /**
  * {@code /realms/{realm}/fresh-token/{alias}/...}: tokens the stock broker endpoint cannot give.

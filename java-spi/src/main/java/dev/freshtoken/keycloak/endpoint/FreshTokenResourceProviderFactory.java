@@ -4,16 +4,16 @@ import java.util.List;
 
 import org.keycloak.Config;
 import org.keycloak.models.KeycloakSession;
-import org.keycloak.models.KeycloakSessionFactory;
 import org.keycloak.provider.ProviderConfigProperty;
 import org.keycloak.provider.ProviderConfigurationBuilder;
 import org.keycloak.services.resource.RealmResourceProvider;
 import org.keycloak.services.resource.RealmResourceProviderFactory;
 
+import dev.freshtoken.keycloak.NoLifecycle;
 import dev.freshtoken.keycloak.refresh.RefreshLimiter;
 
 /** Mounts {@link FreshTokenResource} at {@code /realms/{realm}/fresh-token}. */
-public class FreshTokenResourceProviderFactory implements RealmResourceProviderFactory {
+public class FreshTokenResourceProviderFactory implements RealmResourceProviderFactory, NoLifecycle<RealmResourceProvider> {
 
     public static final String ID = "fresh-token";
 
@@ -39,14 +39,6 @@ public class FreshTokenResourceProviderFactory implements RealmResourceProviderF
                 .property().name(RefreshLimiter.WAIT_OPTION).type("int").defaultValue(RefreshLimiter.DEFAULT_WAIT_MS)
                 .helpText("How long a refresh waits for a free slot before answering retry_later (0 to 5000 ms).")
                 .add().build();
-    }
-
-    @Override
-    public void postInit(KeycloakSessionFactory factory) {
-    }
-
-    @Override
-    public void close() {
     }
 
     @Override

@@ -4,15 +4,14 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import jakarta.persistence.EntityManager;
 import org.jboss.logging.Logger;
-import org.keycloak.Config;
 import org.keycloak.events.Event;
 import org.keycloak.events.EventListenerProvider;
 import org.keycloak.events.EventListenerProviderFactory;
 import org.keycloak.events.admin.AdminEvent;
 import org.keycloak.events.admin.ResourceType;
 import org.keycloak.models.KeycloakSession;
-import org.keycloak.models.KeycloakSessionFactory;
 
+import dev.freshtoken.keycloak.NoLifecycle;
 import dev.freshtoken.keycloak.storage.JpaAccess;
 
 /**
@@ -24,7 +23,7 @@ import dev.freshtoken.keycloak.storage.JpaAccess;
  * listener rewrites the stored row's representation by event id before the commit, and the
  * event object that later listeners see.
  */
-public class SecretMaskingEventListenerFactory implements EventListenerProviderFactory {
+public class SecretMaskingEventListenerFactory implements EventListenerProviderFactory, NoLifecycle<EventListenerProvider> {
 
     public static final String ID = "fresh-token-secret-mask";
     private static final Logger LOG = Logger.getLogger(SecretMaskingEventListenerFactory.class);
@@ -81,18 +80,6 @@ public class SecretMaskingEventListenerFactory implements EventListenerProviderF
     @Override
     public boolean isGlobal() {
         return true;
-    }
-
-    @Override
-    public void init(Config.Scope config) {
-    }
-
-    @Override
-    public void postInit(KeycloakSessionFactory factory) {
-    }
-
-    @Override
-    public void close() {
     }
 
     @Override

@@ -4,17 +4,12 @@ import java.util.List;
 import java.util.Map;
 
 import org.keycloak.Config;
-import org.keycloak.models.KeycloakSession;
 import org.keycloak.models.KeycloakSessionFactory;
-import org.keycloak.models.RealmModel;
 import org.keycloak.provider.ProviderConfigProperty;
 import org.keycloak.provider.ProviderConfigurationBuilder;
 import org.keycloak.provider.ServerInfoAwareProviderFactory;
-import org.keycloak.services.resources.admin.AdminEventBuilder;
-import org.keycloak.services.resources.admin.ext.AdminRealmResourceProvider;
-import org.keycloak.services.resources.admin.ext.AdminRealmResourceProviderFactory;
-import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
 
+import dev.freshtoken.keycloak.AdminResourceFactory;
 import dev.freshtoken.keycloak.idp.Assertions;
 
 /**
@@ -25,19 +20,12 @@ import dev.freshtoken.keycloak.idp.Assertions;
  * {@code --spi-admin-realm-restapi-extension--fresh-token-storage--mode=encrypt|decrypt-only} and
  * {@code --spi-admin-realm-restapi-extension--fresh-token-storage--allow-plaintext=true|false}.
  */
-public class FreshTokenStorageAdminFactory implements AdminRealmResourceProviderFactory, AdminRealmResourceProvider,
-        ServerInfoAwareProviderFactory {
+public class FreshTokenStorageAdminFactory extends AdminResourceFactory implements ServerInfoAwareProviderFactory {
 
     public static final String ID = "fresh-token-storage";
 
-    @Override
-    public AdminRealmResourceProvider create(KeycloakSession session) {
-        return this;
-    }
-
-    @Override
-    public Object getResource(KeycloakSession session, RealmModel realm, AdminPermissionEvaluator auth, AdminEventBuilder adminEvent) {
-        return new StorageAdminResource(session, realm, auth, adminEvent);
+    public FreshTokenStorageAdminFactory() {
+        super(ID, StorageAdminResource::new);
     }
 
     @Override
@@ -79,14 +67,5 @@ public class FreshTokenStorageAdminFactory implements AdminRealmResourceProvider
                         + "next write, instead of refusing them (storage_plaintext_row). Only for the migration window after "
                         + "switching encryption on: run POST .../fresh-token-storage/encrypt, then switch this off.")
                 .add().build();
-    }
-
-    @Override
-    public void close() {
-    }
-
-    @Override
-    public String getId() {
-        return ID;
     }
 }

@@ -7,11 +7,11 @@ import java.util.Map;
 import com.fasterxml.jackson.databind.JsonNode;
 import org.jboss.logging.Logger;
 
-import dev.freshtoken.keycloak.nativecore.NativeLibrary;
 import dev.freshtoken.keycloak.nativecore.Core;
 import dev.freshtoken.keycloak.nativecore.CoreAnswer;
 import dev.freshtoken.keycloak.nativecore.CoreRequest;
 import dev.freshtoken.keycloak.nativecore.ErrorCode;
+import dev.freshtoken.keycloak.nativecore.NativeLibrary;
 
 /**
  * Encryption at rest of the stored token (docs/CONTRACT.md, "Encryption at rest"). The keys are

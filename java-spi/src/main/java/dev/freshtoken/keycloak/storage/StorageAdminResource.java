@@ -25,9 +25,9 @@ import org.keycloak.services.resources.admin.AdminEventBuilder;
 import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
 
 import dev.freshtoken.keycloak.idp.AbstractFreshTokenFactory;
-import dev.freshtoken.keycloak.refresh.TokenService;
 import dev.freshtoken.keycloak.nativecore.ErrorCode;
 import dev.freshtoken.keycloak.nativecore.ErrorReply;
+import dev.freshtoken.keycloak.refresh.TokenService;
 
 /**
  * {@code /admin/realms/{realm}/fresh-token-storage}:
