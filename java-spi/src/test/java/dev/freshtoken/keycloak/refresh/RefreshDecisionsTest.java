@@ -166,37 +166,36 @@ class RefreshDecisionsTest {
         assertTrue(o.askedIdp());
     }
 
-    @Test
-    void at_the_refresh_limit_a_stored_token_still_valid_at_all_is_served() throws Exception {
+    /** A retrieval while the node's only refresh permit is taken by another request. */
+    private TokenService.Outcome retrieveAtTheRefreshLimit() {
         RefreshLimiter.configure("1", "0");
         Semaphore taken = RefreshLimiter.tryAcquire();
         try {
-            core.answer(REFRESH).answer(SERVE);
-            TokenService.Outcome o = retrieve();
-            assertEquals(200, o.status());
-            assertEquals(0, rows.refreshes);
-            assertEquals(0, request(core.requests.get(1)).path("policy").path("min_validity_s").asInt(-1));
-            assertFalse(store.entries.containsKey(lockKey()));
+            return retrieve();
         } finally {
             taken.release();
         }
     }
 
     @Test
+    void at_the_refresh_limit_a_stored_token_still_valid_at_all_is_served() throws Exception {
+        core.answer(REFRESH).answer(SERVE);
+        TokenService.Outcome o = retrieveAtTheRefreshLimit();
+        assertEquals(200, o.status());
+        assertEquals(0, rows.refreshes);
+        assertEquals(0, request(core.requests.get(1)).path("policy").path("min_validity_s").asInt(-1));
+        assertFalse(store.entries.containsKey(lockKey()));
+    }
+
+    @Test
     void at_the_refresh_limit_a_spent_stored_token_answers_retry_later_with_retry_after() throws Exception {
-        RefreshLimiter.configure("1", "0");
-        Semaphore taken = RefreshLimiter.tryAcquire();
-        try {
-            core.answer(REFRESH).answer(REFRESH);
-            TokenService.Outcome o = retrieve();
-            assertEquals(503, o.status());
-            assertEquals("retry_later", o.errorCode());
-            assertEquals(RefreshLimiter.RETRY_AFTER_S, o.retryAfter());
-            assertEquals(RefreshLimiter.RETRY_AFTER_S, body(o).path("retry_after_s").asLong());
-            assertEquals(0, rows.refreshes);
-        } finally {
-            taken.release();
-        }
+        core.answer(REFRESH).answer(REFRESH);
+        TokenService.Outcome o = retrieveAtTheRefreshLimit();
+        assertEquals(503, o.status());
+        assertEquals("retry_later", o.errorCode());
+        assertEquals(RefreshLimiter.RETRY_AFTER_S, o.retryAfter());
+        assertEquals(RefreshLimiter.RETRY_AFTER_S, body(o).path("retry_after_s").asLong());
+        assertEquals(0, rows.refreshes);
     }
 
     @Test
