@@ -8,13 +8,13 @@ import java.security.GeneralSecurityException;
 import java.security.cert.X509Certificate;
 import java.util.Base64;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.jboss.logging.Logger;
 import org.keycloak.crypto.KeyUse;
 import org.keycloak.crypto.KeyWrapper;
 import org.keycloak.models.KeycloakSession;
 import org.keycloak.models.RealmModel;
+
+import dev.freshtoken.keycloak.nativecore.CoreRequest;
 
 /**
  * Key material for certificate client authentication (private_key_jwt), handed to the core,
@@ -24,7 +24,6 @@ import org.keycloak.models.RealmModel;
  */
 public final class Assertions {
 
-    private static final ObjectMapper MAPPER = new ObjectMapper();
     private static final Logger LOG = Logger.getLogger(Assertions.class);
 
     /**
@@ -198,32 +197,32 @@ public final class Assertions {
         return real;
     }
 
-    public static ObjectNode forIdp(KeycloakSession session, FreshTokenConfig config) {
-        ObjectNode a = MAPPER.createObjectNode();
-        a.put("alg", config.assertionAlg());
-        a.put("lifetime_s", 300);
+    public static CoreRequest.Assertion forIdp(KeycloakSession session, FreshTokenConfig config) {
         if (!config.assertionKeyFile().isEmpty() || !config.assertionCertFile().isEmpty()) {
             RealmModel ctx = session.getContext().getRealm();
             String realmName = ctx == null ? null : ctx.getName();
-            a.put("key_pem", read(realmName, config.assertionKeyFile()));
-            a.put("cert_pem", read(realmName, config.assertionCertFile()));
-            return a;
+            String keyPem = read(realmName, config.assertionKeyFile());
+            return new CoreRequest.Assertion(config.assertionAlg(), LIFETIME_S, keyPem, read(realmName, config.assertionCertFile()));
         }
         RealmModel realm = session.getContext().getRealm();
         KeyWrapper key = session.keys().getActiveKey(realm, KeyUse.SIG, "RS256");
         if (key == null || key.getPrivateKey() == null || key.getCertificate() == null) {
             // The core answers idp_misconfigured for missing key material, without a network call.
-            return a;
+            return new CoreRequest.Assertion(config.assertionAlg(), LIFETIME_S, null, null);
         }
-        a.put("key_pem", pem("PRIVATE KEY", key.getPrivateKey().getEncoded()));
+        String keyPem = pem("PRIVATE KEY", key.getPrivateKey().getEncoded());
+        String certPem = null;
         try {
             X509Certificate cert = key.getCertificate();
-            a.put("cert_pem", pem("CERTIFICATE", cert.getEncoded()));
+            certPem = pem("CERTIFICATE", cert.getEncoded());
         } catch (GeneralSecurityException e) {
             // leave cert_pem out: idp_misconfigured from the core
         }
-        return a;
+        return new CoreRequest.Assertion(config.assertionAlg(), LIFETIME_S, keyPem, certPem);
     }
+
+    /** Lifetime of our client assertions (seconds). */
+    static final int LIFETIME_S = 300;
 
     private static String read(String realmName, String file) {
         if (file.isEmpty()) {

@@ -45,6 +45,73 @@ public final class CoreRequest {
         }
     }
 
+    /** Client authentication with a certificate ({@code idp.assertion}); a null PEM is left out. */
+    public record Assertion(String alg, int lifetimeSeconds, String keyPem, String certPem) {
+        ObjectNode json() {
+            ObjectNode a = MAPPER.createObjectNode();
+            a.put("alg", alg);
+            a.put("lifetime_s", lifetimeSeconds);
+            if (keyPem != null) {
+                a.put("key_pem", keyPem);
+            }
+            if (certPem != null) {
+                a.put("cert_pem", certPem);
+            }
+            return a;
+        }
+
+        @Override
+        public String toString() {
+            return "Assertion[alg=" + alg + "]";
+        }
+    }
+
+    /** Extra roots for the IdP's TLS: the hash of the bundle the core got with {@code trust}, or the bundle itself. */
+    public record Trust(String caSha256, String caPem) {
+    }
+
+    /**
+     * The IdP block ({@code idp}) of {@code retrieve} and {@code app_token}: where and how to ask the
+     * IdP. Exactly one of {@code clientSecret} / {@code assertion} is set, per {@code clientAuth}.
+     */
+    public record Idp(String tokenUrl, String clientId, String clientAuth, String realmId, String idpId, String kind,
+                      String clientSecret, Assertion assertion, String refreshScope, int connectTimeoutMs, int timeoutMs,
+                      int maxAttempts, int maxBodyBytes, Trust trust, String proxyUrl) {
+        ObjectNode json() {
+            ObjectNode idp = MAPPER.createObjectNode();
+            idp.put("token_url", tokenUrl);
+            idp.put("client_id", clientId);
+            idp.put("client_auth", clientAuth);
+            idp.put("realm_id", realmId); // app_token cache key
+            idp.put("idp_id", idpId);
+            idp.put("kind", kind);
+            if (assertion != null) {
+                idp.set("assertion", assertion.json());
+            } else {
+                idp.put("client_secret", clientSecret);
+            }
+            idp.put("refresh_scope", refreshScope);
+            idp.put("connect_timeout_ms", connectTimeoutMs);
+            idp.put("timeout_ms", timeoutMs);
+            idp.put("max_attempts", maxAttempts);
+            idp.put("max_body_bytes", maxBodyBytes);
+            if (trust != null && trust.caSha256() != null) {
+                idp.put("ca_sha256", trust.caSha256());
+            } else if (trust != null && trust.caPem() != null) {
+                idp.put("ca_pem", trust.caPem());
+            }
+            if (proxyUrl != null) {
+                idp.put("proxy_url", proxyUrl);
+            }
+            return idp;
+        }
+
+        @Override
+        public String toString() {
+            return "Idp[tokenUrl=" + tokenUrl + ", clientId=" + clientId + ", clientAuth=" + clientAuth + ", kind=" + kind + "]";
+        }
+    }
+
     private final String op;
     private final ObjectNode root = MAPPER.createObjectNode();
 
@@ -59,18 +126,18 @@ public final class CoreRequest {
     }
 
     /** {@code retrieve}: serve or refresh through the IdP block ({@code idp}, see {@link #idp}). */
-    public static CoreRequest retrieve(long now, String stored, Binding binding, Policy policy, ObjectNode idp) {
+    public static CoreRequest retrieve(long now, String stored, Binding binding, Policy policy, Idp idp) {
         CoreRequest r = new CoreRequest("retrieve", now).stored(stored).binding(binding).policy(policy);
-        r.root.set("idp", idp);
+        r.root.set("idp", idp.json());
         return r;
     }
 
     /** {@code app_token}: client_credentials for {@code scope} through the core's per-node cache. */
-    public static CoreRequest appToken(long now, String scope, int minValiditySeconds, ObjectNode idp) {
+    public static CoreRequest appToken(long now, String scope, int minValiditySeconds, Idp idp) {
         CoreRequest r = new CoreRequest("app_token", now);
         r.root.put("scope", scope);
         r.root.putObject("policy").put("min_validity_s", minValiditySeconds);
-        r.root.set("idp", idp);
+        r.root.set("idp", idp.json());
         return r;
     }
 

@@ -12,7 +12,6 @@ import java.util.List;
 import java.util.regex.Pattern;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.jboss.logging.Logger;
 import org.keycloak.Config;
 import org.keycloak.models.KeycloakSession;
@@ -76,12 +75,8 @@ public final class Outbound {
      * The extra roots of an {@code idp} block: {@code ca_sha256} naming the bundle the core got
      * once with the {@code trust} op, or (when that failed) the bundle itself as {@code ca_pem}.
      */
-    public static void addTrust(ObjectNode idp) {
-        if (caSha256 != null) {
-            idp.put("ca_sha256", caSha256);
-        } else if (caPem != null) {
-            idp.put("ca_pem", caPem);
-        }
+    public static CoreRequest.Trust trust() {
+        return new CoreRequest.Trust(caSha256, caSha256 != null ? null : caPem);
     }
 
     /** Hands the bundle to the core in memory (op {@code trust}); null when the core did not take it. */

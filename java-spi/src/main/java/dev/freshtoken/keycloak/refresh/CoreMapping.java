@@ -5,7 +5,6 @@ import java.util.function.Function;
 import jakarta.ws.rs.core.UriBuilder;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.jboss.logging.Logger;
 import org.keycloak.common.util.Time;
@@ -35,7 +34,6 @@ import dev.freshtoken.keycloak.secrets.IdpSecrets;
 final class CoreMapping {
 
     private static final Logger LOG = Logger.getLogger("dev.freshtoken.keycloak");
-    private static final ObjectMapper MAPPER = new ObjectMapper();
 
     private final KeycloakSession session;
     private final FreshTokenConfig config;
@@ -65,7 +63,7 @@ final class CoreMapping {
 
     /** {@code retrieve}: serve or refresh, with the IdP block (secret or assertion). */
     CoreAnswer retrieve(Ask ask, String stored, String method) {
-        ObjectNode idp;
+        CoreRequest.Idp idp;
         try {
             idp = idpBlock(method);
         } catch (Assertions.KeyFileRefused e) {
@@ -77,7 +75,7 @@ final class CoreMapping {
 
     /** {@code app_token} for a scope already allowed. */
     CoreAnswer appToken(String scope, String method) {
-        ObjectNode idp;
+        CoreRequest.Idp idp;
         try {
             idp = idpBlock(method);
         } catch (Assertions.KeyFileRefused e) {
@@ -105,34 +103,19 @@ final class CoreMapping {
                 config instanceof EntraConfig ? "entra_obo" : "token_exchange");
     }
 
-    private ObjectNode idpBlock(String method) {
-        ObjectNode idp = MAPPER.createObjectNode();
-        idp.put("token_url", config.getTokenUrl());
-        idp.put("client_id", config.getClientId());
-        idp.put("client_auth", method == null ? "client_secret_post" : method);
+    private CoreRequest.Idp idpBlock(String method) {
         RealmModel ctxRealm = session.getContext().getRealm();
-        idp.put("realm_id", ctxRealm == null ? "" : ctxRealm.getId()); // app_token cache key
-        idp.put("idp_id", config.getInternalId() == null ? "" : config.getInternalId());
-        // Entra accepts a refresh token again within its lifetime; a generic IdP may rotate
-        // strictly: the core then never repeats a refresh that may have been processed.
-        idp.put("kind", config instanceof EntraConfig ? "entra" : "oidc");
-        if ("private_key_jwt".equals(method)) {
-            idp.set("assertion", Assertions.forIdp(session, config));
-        } else {
-            idp.put("client_secret", resolveSecret(config.getClientSecret()));
-        }
-        idp.put("refresh_scope", config.refreshScope());
-        idp.put("connect_timeout_ms", config.connectTimeoutMs());
-        idp.put("timeout_ms", config.timeoutMs());
-        idp.put("max_attempts", config.maxAttempts());
-        idp.put("max_body_bytes", config.maxResponseBytes());
+        boolean withKey = "private_key_jwt".equals(method);
+        CoreRequest.Assertion assertion = withKey ? Assertions.forIdp(session, config) : null;
+        String secret = withKey ? null : resolveSecret(config.getClientSecret());
         Outbound.init(session);
-        Outbound.addTrust(idp);
-        String proxy = Outbound.proxyFor(config.getTokenUrl());
-        if (proxy != null) {
-            idp.put("proxy_url", proxy);
-        }
-        return idp;
+        // Entra accepts a refresh token again within its lifetime; a generic IdP may rotate
+        // strictly: the core then never repeats a refresh that may have been processed (kind).
+        return new CoreRequest.Idp(config.getTokenUrl(), config.getClientId(), method == null ? "client_secret_post" : method,
+                ctxRealm == null ? "" : ctxRealm.getId(), config.getInternalId() == null ? "" : config.getInternalId(),
+                config instanceof EntraConfig ? "entra" : "oidc", secret, assertion, config.refreshScope(),
+                config.connectTimeoutMs(), config.timeoutMs(), config.maxAttempts(), config.maxResponseBytes(),
+                Outbound.trust(), Outbound.proxyFor(config.getTokenUrl()));
     }
 
     /** A plain secret, or a vault reference such as ${vault.key} resolved through Keycloak's vault. */

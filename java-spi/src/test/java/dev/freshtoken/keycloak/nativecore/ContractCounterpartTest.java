@@ -13,7 +13,6 @@ import java.util.regex.Pattern;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import org.junit.jupiter.api.Test;
 
 /** ErrorCode against docs/CONTRACT.md's error table; the request builders against the envelope. */
@@ -63,9 +62,9 @@ class ContractCounterpartTest {
         CoreRequest.Binding b = new CoreRequest.Binding("r", "u", "a", "s");
         CoreRequest.Policy p = new CoreRequest.Policy(60, false, true);
         for (CoreRequest r : new CoreRequest[] {CoreRequest.check(5, "x", b, p),
-                CoreRequest.retrieve(5, "x", b, p, JsonNodeFactory.instance.objectNode()), CoreRequest.inspect(5, "x", b),
+                CoreRequest.retrieve(5, "x", b, p, idp()), CoreRequest.inspect(5, "x", b),
                 CoreRequest.keyring(null, null, false), CoreRequest.seal("x", b, null), CoreRequest.unseal("x", b),
-                CoreRequest.trust("pem"), CoreRequest.appToken(5, "s", 60, JsonNodeFactory.instance.objectNode())}) {
+                CoreRequest.trust("pem"), CoreRequest.appToken(5, "s", 60, idp())}) {
             JsonNode j = JSON.readTree(r.json());
             assertEquals(NativeCore.CONTRACT_VERSION, j.path("v").asInt(), r.op());
             assertEquals(r.op(), j.path("op").asText());
@@ -75,6 +74,32 @@ class ContractCounterpartTest {
         assertEquals(60, check.path("policy").path("min_validity_s").asInt());
         assertTrue(check.path("policy").path("include_id_token").asBoolean());
         assertFalse(check.has("idp"));
+    }
+
+    private static CoreRequest.Idp idp() {
+        return new CoreRequest.Idp("https://idp/token", "app", "client_secret_post", "r", "i", "entra", "SECRET-SAMPLE", null,
+                "", 5000, 10000, 3, 1048576, new CoreRequest.Trust(null, null), null);
+    }
+
+    @Test
+    void the_idp_block_carries_either_the_secret_or_the_assertion() throws Exception {
+        JsonNode secret = JSON.readTree(CoreRequest.retrieve(5, "x", new CoreRequest.Binding("r", "u", "a", "s"),
+                new CoreRequest.Policy(0, false, false), idp()).json()).path("idp");
+        assertEquals("SECRET-SAMPLE", secret.path("client_secret").asText());
+        assertFalse(secret.has("assertion"));
+        assertFalse(secret.has("ca_pem") || secret.has("ca_sha256") || secret.has("proxy_url"));
+        CoreRequest.Idp withKey = new CoreRequest.Idp("https://idp/token", "app", "private_key_jwt", "r", "i", "oidc", null,
+                new CoreRequest.Assertion("PS256", 300, "KEY-SAMPLE", null), "", 5000, 10000, 3, 1048576,
+                new CoreRequest.Trust("abc", "PEM"), "http://proxy:3128");
+        JsonNode key = JSON.readTree(CoreRequest.appToken(5, "s", 60, withKey).json()).path("idp");
+        assertFalse(key.has("client_secret"));
+        assertEquals("KEY-SAMPLE", key.path("assertion").path("key_pem").asText());
+        assertFalse(key.path("assertion").has("cert_pem"));
+        assertEquals("abc", key.path("ca_sha256").asText());
+        assertFalse(key.has("ca_pem"), "the hash wins over the bundle");
+        assertEquals("http://proxy:3128", key.path("proxy_url").asText());
+        assertFalse(withKey.toString().contains("KEY-SAMPLE"));
+        assertFalse(idp().toString().contains("SECRET-SAMPLE"));
     }
 
     @Test
