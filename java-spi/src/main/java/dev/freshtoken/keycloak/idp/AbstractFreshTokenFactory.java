@@ -23,6 +23,32 @@ public abstract class AbstractFreshTokenFactory extends AbstractIdentityProvider
     public static final Set<String> PROVIDER_IDS = Set.of(EntraOidcIdentityProviderFactory.PROVIDER_ID,
             FreshOidcIdentityProviderFactory.PROVIDER_ID);
 
+    private final String id;
+    private final String name;
+    private final String helpText;
+
+    /** {@code id}: the provider id stored with every IdP of this type (never changes); name and help: the admin console's. */
+    protected AbstractFreshTokenFactory(String id, String name, String helpText) {
+        this.id = id;
+        this.name = name;
+        this.helpText = helpText;
+    }
+
+    @Override
+    public String getId() {
+        return id;
+    }
+
+    @Override
+    public String getName() {
+        return name;
+    }
+
+    @Override
+    public String getHelpText() {
+        return helpText;
+    }
+
     /** SPI option {@code --spi-identity-provider--<id>--library-path}. */
     static final String LIBRARY_PATH_OPTION = "library-path";
 

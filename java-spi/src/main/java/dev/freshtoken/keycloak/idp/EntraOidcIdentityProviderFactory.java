@@ -14,20 +14,10 @@ public class EntraOidcIdentityProviderFactory extends AbstractFreshTokenFactory 
 
     public static final String PROVIDER_ID = "entra-oidc";
 
-    @Override
-    public String getId() {
-        return PROVIDER_ID;
-    }
-
-    @Override
-    public String getName() {
-        return "Microsoft Entra ID (fresh tokens)";
-    }
-
-    @Override
-    public String getHelpText() {
-        return "Microsoft Entra ID (Azure AD) v2.0 via OpenID Connect. The broker token endpoint hands out an access token "
-                + "that is valid now, refreshing it with the stored refresh token when needed.";
+    public EntraOidcIdentityProviderFactory() {
+        super(PROVIDER_ID, "Microsoft Entra ID (fresh tokens)",
+                "Microsoft Entra ID (Azure AD) v2.0 via OpenID Connect. The broker token endpoint hands out an access token "
+                        + "that is valid now, refreshing it with the stored refresh token when needed.");
     }
 
     @Override

@@ -15,20 +15,10 @@ public class FreshOidcIdentityProviderFactory extends AbstractFreshTokenFactory 
 
     public static final String PROVIDER_ID = "fresh-oidc";
 
-    @Override
-    public String getId() {
-        return PROVIDER_ID;
-    }
-
-    @Override
-    public String getName() {
-        return "OpenID Connect (fresh tokens)";
-    }
-
-    @Override
-    public String getHelpText() {
-        return "Any OpenID Connect v1.0 IdP. The broker token endpoint hands out an access token that is valid now, "
-                + "refreshing it with the stored refresh token when needed.";
+    public FreshOidcIdentityProviderFactory() {
+        super(PROVIDER_ID, "OpenID Connect (fresh tokens)",
+                "Any OpenID Connect v1.0 IdP. The broker token endpoint hands out an access token that is valid now, "
+                        + "refreshing it with the stored refresh token when needed.");
     }
 
     @Override
