@@ -20,10 +20,23 @@ class ContractCounterpartTest {
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
+    /**
+     * docs/CONTRACT.md of this checkout: next to java-spi, or (when the module is built from a copy,
+     * as tests/compat/run.sh does) two levels above the native library directory (target/release).
+     */
+    private static Path contractDoc() {
+        String nativeDir = System.getProperty("freshtoken.test.native.dir", "../target/release");
+        for (Path p : new Path[] {Path.of("../docs/CONTRACT.md"), Path.of(nativeDir, "..", "..", "docs", "CONTRACT.md")}) {
+            if (Files.isRegularFile(p)) {
+                return p;
+            }
+        }
+        throw new AssertionError("docs/CONTRACT.md not found next to java-spi nor above " + nativeDir);
+    }
+
     /** The "Error codes (closed set)" table of docs/CONTRACT.md: code -> HTTP status. */
     private static Map<String, Integer> documented() throws Exception {
-        Path doc = Path.of(System.getProperty("freshtoken.contract.doc", "../docs/CONTRACT.md"));
-        String text = Files.readString(doc);
+        String text = Files.readString(contractDoc());
         int start = text.indexOf("## Error codes");
         assertTrue(start >= 0, "docs/CONTRACT.md has an error code section");
         int end = text.indexOf("\n#", start + 3);
