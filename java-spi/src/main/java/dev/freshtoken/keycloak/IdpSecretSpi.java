@@ -21,7 +21,7 @@ public class IdpSecretSpi implements Spi {
     public interface Holder extends Provider {
     }
 
-    /** Factories of {@link Holder}s; one implementation, {@link IdpSecretStoreFactory}. */
+    /** Factories of {@link Holder}s; one implementation, {@link dev.freshtoken.keycloak.secrets.IdpSecretStoreFactory}. */
     public interface HolderFactory extends ComponentFactory<Holder, Holder> {
     }
 
