@@ -14,6 +14,7 @@ from mock_entra.pki import ensure_pki
 from mock_entra.server import start_server
 from mock_graph.server import start_graph
 from support.keycloak import KeycloakAdmin
+from support.ordering import MARKER_HELP, check_runs_last, order_runs_last
 from support.proxy import Proxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,19 @@ def skip_unless_v2_available() -> None:
     and the IdP hook it calls exist only from Keycloak 26.6."""
     if kc_version() < V2_MIN_VERSION:
         pytest.skip(f"needs the V2 broker token endpoint, which Keycloak has only from 26.6 (this run: Keycloak {KC_VERSION})")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", MARKER_HELP)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The suite's order is explicit, not by file names: `runs_last` tests after all others
+    (groups and reasons: support/ordering.py)."""
+    order_runs_last(items)
+    check_runs_last(items)
+
+
 TENANT = "11111111-1111-1111-1111-111111111111"
 MOCK_CLIENT_ID = "00000000-0000-0000-0000-0000000000c1"
 MOCK_CLIENT_SECRET = "mock-secret-c1"

@@ -8,10 +8,13 @@ import time
 import pytest
 
 from support.keycloak import broker_token_v2
+from support.ordering import RUNS_LAST_PHASE2
 
 from .conftest import KC_BASE, PHASE2_FEATURES, MockEntra, ensure_features
 from .test_broker_token import claims, login, sleep_until
 from .test_single_flight import CALLERS, storm
+
+pytestmark = pytest.mark.runs_last(order=RUNS_LAST_PHASE2)  # restarts Keycloak with PHASE2_FEATURES (V1 off): support/ordering.py
 
 
 @pytest.fixture(scope="module", autouse=True)
