@@ -3,13 +3,14 @@ and the list of injectable faults, small encoders, the OAuth error type and the 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
 import time
 import uuid
 from datetime import datetime, timezone
+
+from mock_common.jwts import b64url, b64url_decode  # noqa: F401 - used across the mock's modules
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,14 +104,6 @@ FAULTS = {
     "invalid_client", "unauthorized_client", "conditional_access_block", "user_revoked",
     "refresh_token_expired", "invalid_scope", "tenant_not_found",
 }
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(s: str) -> bytes:
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
 def entra_timestamp(t: float | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Mock Entra ID: the RSA signing key set (sign, verify, JWKS, rotation)."""
+"""Mock Entra ID: the RSA signing key set (sign, verify, JWKS, rotation); the JWT mechanics are
+mock_common.jwts, shared with the mock Graph."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from datetime import datetime, timedelta, timezone
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from mock_entra.common import b64url, b64url_decode
+from mock_common.jwts import b64url, b64url_decode, rsa_jwk_numbers, sign_rs256, verify_rs256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -36,20 +37,14 @@ class SigningKey:
         self.x5c = base64.b64encode(der).decode("ascii")
 
     def jwk(self, issuer: str) -> dict:
-        pub = self.key.public_key().public_numbers()
-        n = pub.n.to_bytes((pub.n.bit_length() + 7) // 8, "big")
-        e = pub.e.to_bytes((pub.e.bit_length() + 7) // 8, "big")
-        return {"kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.x5t, "n": b64url(n), "e": b64url(e),
+        return {"kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.x5t, **rsa_jwk_numbers(self.key.public_key()),
                 "x5c": [self.x5c], "issuer": issuer}
 
     def sign(self, claims: dict, extra_header: dict | None = None) -> str:
         header = {"typ": "JWT", "alg": "RS256", "x5t": self.x5t, "kid": self.kid}
         if extra_header:
             header.update(extra_header)
-        signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "." +
-                         b64url(json.dumps(claims, separators=(",", ":")).encode()))
-        sig = self.key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-        return signing_input + "." + b64url(sig)
+        return sign_rs256(self.key, header, claims)
 
     def verify(self, jwt: str) -> dict | None:
         """Claims of a JWT this mock signed, or None."""
@@ -58,8 +53,7 @@ class SigningKey:
             header = json.loads(b64url_decode(h))
             if header.get("kid") != self.kid or header.get("alg") != "RS256":
                 return None
-            self.key.public_key().verify(b64url_decode(s), f"{h}.{p}".encode("ascii"), padding.PKCS1v15(),
-                                         hashes.SHA256())
+            verify_rs256(self.key.public_key(), b64url_decode(s), f"{h}.{p}")
             return json.loads(b64url_decode(p))
         except (ValueError, InvalidSignature, json.JSONDecodeError):
             return None

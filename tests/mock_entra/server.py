@@ -19,7 +19,8 @@ Only the standard library plus `cryptography`.
 
 Modules (this one: the HTTP plumbing, dispatch by path, the server's start and the command line):
   common          fixed identities, default clients/users/settings, the fault names, OAuthError, Reply
-  keys            the RSA signing key set (sign, verify, JWKS, rotation; mock_graph uses its JWT helpers)
+  keys            the RSA signing key set (sign, verify, JWKS, rotation)
+Shared with the mock Graph (tests/mock_common): jwts (JWT/JWKS helpers), serving (the loopback server).
   state           MockState: settings, counters, issued tokens, tenants, users, clients
   tokens          scope parsing and token minting (access, ID, refresh tokens)
   signin          discovery, authorize, userinfo            (Handler mixin)
@@ -36,25 +37,23 @@ import html
 import json
 import os
 import socket
-import ssl
 import sys
-import threading
 import urllib.parse
 import uuid
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 if __package__ in (None, ""):  # run as a script (python3 tests/mock_entra/server.py): make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mock_entra.client_auth import ClientAuth  # noqa: E402
 from mock_entra.common import (  # noqa: E402,F401 - the identities are re-exported for the tests
-    API_CLIENT_ID, API_CLIENT_SECRET, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_CLIENTS, DEFAULT_USER, DEFAULT_USERS,
-    GRAPH_APP_ID, GRAPH_URI, HOME_TENANT_ID, OAuthError, Reply, entra_timestamp, json_reply)
+    API_CLIENT_ID, API_CLIENT_SECRET, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_CLIENTS, DEFAULT_USER,
+    DEFAULT_USERS, GRAPH_APP_ID, GRAPH_URI, HOME_TENANT_ID, OAuthError, Reply, entra_timestamp, json_reply)
 from mock_entra.control import FaultsAndControl  # noqa: E402
 from mock_entra.signin import SignInEndpoints  # noqa: E402
 from mock_entra.state import MockState  # noqa: E402
 from mock_entra.token_endpoint import TokenEndpoint  # noqa: E402
+from mock_common.serving import (MockHandler, RunningServer, log_line, make_httpd,  # noqa: E402
+                                 refuse_non_loopback, serve_until_interrupted)
 
 # The public names tests import from here (mock_entra.server) stay importable from here: the
 # identities above, start_server, Handler, main.
@@ -64,30 +63,14 @@ from mock_entra.token_endpoint import TokenEndpoint  # noqa: E402
 # HTTP
 # ---------------------------------------------------------------------------------------------
 
-class Handler(SignInEndpoints, TokenEndpoint, ClientAuth, FaultsAndControl, BaseHTTPRequestHandler):
+class Handler(SignInEndpoints, TokenEndpoint, ClientAuth, FaultsAndControl, MockHandler):
     """The mock's HTTP handler: plumbing, error answers and dispatch here; the endpoints come from
-    the mixins (signin, token_endpoint, client_auth, control)."""
+    the mixins (signin, token_endpoint, client_auth, control). self.st is the MockState."""
 
-    protocol_version = "HTTP/1.1"
     server_version = "MockEntra/1.0"
-    sys_version = ""
-
-
-    # Set by start_server on the server object.
-    @property
-    def st(self) -> MockState:
-        return self.server.mock_state  # type: ignore[attr-defined]
-
-    @property
-    def base(self) -> str:
-        return self.server.base_url  # type: ignore[attr-defined]
-
-    def log_message(self, fmt, *args):   # default access log would include query strings: keep quiet
-        pass
 
     def log_line(self, text: str):
-        sys.stderr.write(f"{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}Z mock-entra {text}\n")
-        sys.stderr.flush()
+        log_line("mock-entra", text)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -133,15 +116,6 @@ class Handler(SignInEndpoints, TokenEndpoint, ClientAuth, FaultsAndControl, Base
             reply = json_reply(500, {"error": "server_error", "error_description": f"mock internal error: {e}"})
         if reply is not None:
             self._send(reply)
-
-    def do_GET(self):
-        self._route("GET")
-
-    def do_POST(self):
-        self._route("POST")
-
-    def do_HEAD(self):
-        self._route("GET")
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -218,53 +192,10 @@ class Handler(SignInEndpoints, TokenEndpoint, ClientAuth, FaultsAndControl, Base
 # Server lifecycle
 # ---------------------------------------------------------------------------------------------
 
-class MockHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256      # the default backlog of 5 drops connections under test storms
-    tls_context: ssl.SSLContext | None = None
+class MockEntraServer(RunningServer):
+    """A running mock: .base_url, .state (the MockState), .stop()."""
 
-    def get_request(self):
-        sock, addr = self.socket.accept()
-        if self.tls_context is not None:
-            # The TLS handshake happens lazily, on the handler thread's first read, so a slow or
-            # rejecting client never blocks the accept loop.
-            sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, addr
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError)):
-            return      # e.g. a client that does not trust the test CA aborts the handshake
-        super().handle_error(request, client_address)
-
-
-def tls_server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert_file, key_file)
-    return ctx
-
-
-class MockEntraServer:
-    """A running mock: .base_url, .state, .stop()."""
-
-    def __init__(self, httpd: ThreadingHTTPServer, thread: threading.Thread | None):
-        self.httpd, self.thread = httpd, thread
-        self.host, self.port = httpd.server_address[0], httpd.server_address[1]
-        self.base_url = httpd.base_url  # type: ignore[attr-defined]
-        self.state: MockState = httpd.mock_state  # type: ignore[attr-defined]
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+    state: MockState
 
 
 def load_config_file(path: str | None) -> dict:
@@ -275,7 +206,7 @@ def load_config_file(path: str | None) -> dict:
 
 
 def _make_httpd(host: str, port: int, config: dict | None, tls_cert: str | None = None,
-                tls_key: str | None = None) -> ThreadingHTTPServer:
+                tls_key: str | None = None):
     config = config or {}
     clients = copy.deepcopy(DEFAULT_CLIENTS)
     if "clients" in config:
@@ -292,16 +223,7 @@ def _make_httpd(host: str, port: int, config: dict | None, tls_cert: str | None 
                       domains=config.get("tenant_domains"))
     if config.get("settings"):
         state.set_config(config["settings"])
-    if bool(tls_cert) != bool(tls_key):
-        raise ValueError("tls_cert and tls_key go together")
-    httpd = MockHTTPServer((host, port), Handler)
-    if tls_cert:
-        httpd.tls_context = tls_server_context(tls_cert, tls_key)
-    h, p = httpd.server_address[0], httpd.server_address[1]
-    shown = f"[{h}]" if ":" in h else h
-    httpd.base_url = f"{'https' if tls_cert else 'http'}://{shown}:{p}"  # type: ignore[attr-defined]
-    httpd.mock_state = state  # type: ignore[attr-defined]
-    return httpd
+    return make_httpd(host, port, Handler, state, tls_cert, tls_key)
 
 
 def start_server(host: str = "127.0.0.1", port: int = 0, config: dict | None = None,
@@ -311,10 +233,7 @@ def start_server(host: str = "127.0.0.1", port: int = 0, config: dict | None = N
     (PEM files, e.g. from mock_entra.pki.ensure_pki) it serves HTTPS and base_url is https://."""
     cfg = dict(load_config_file(config_file))
     cfg.update(config or {})
-    httpd = _make_httpd(host, port, cfg, tls_cert, tls_key)
-    t = threading.Thread(target=httpd.serve_forever, name="mock-entra", daemon=True)
-    t.start()
-    return MockEntraServer(httpd, t)
+    return MockEntraServer(_make_httpd(host, port, cfg, tls_cert, tls_key), "mock-entra")
 
 
 def main(argv=None) -> int:
@@ -327,20 +246,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         ap.error("--tls-cert and --tls-key go together")
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("MOCK_ENTRA_ALLOW_NON_LOOPBACK"):
-        print(f"refusing to bind {args.host}: loopback only (set MOCK_ENTRA_ALLOW_NON_LOOPBACK=1 to override)",
-              file=sys.stderr)
+    if refuse_non_loopback(args.host):
         return 2
     httpd = _make_httpd(args.host, args.port, load_config_file(args.config), args.tls_cert, args.tls_key)
-    print(f"mock-entra ready on {httpd.base_url} tenant={httpd.mock_state.home_tid} "  # type: ignore[attr-defined]
+    print(f"mock-entra ready on {httpd.base_url} tenant={httpd.state.home_tid} "  # type: ignore[attr-defined]
           f"client={DEFAULT_CLIENT_ID}", flush=True)
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
-    return 0
+    return serve_until_interrupted(httpd)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from mock_common.jwts import b64url, b64url_decode, claims, verify_with_jwks
 from mock_entra.server import (API_CLIENT_ID, API_CLIENT_SECRET, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
                                GRAPH_APP_ID, HOME_TENANT_ID, start_server)
 
@@ -28,29 +29,6 @@ SCOPE = "openid profile email offline_access User.Read"
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64d(s: str) -> bytes:
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-
-
-def claims(jwt: str) -> dict:
-    return json.loads(b64d(jwt.split(".")[1]))
-
-
-def verify_with_jwks(jwt: str, jwks: dict) -> dict:
-    """Verifies an RS256 JWT against a JWKS document; returns the claims."""
-    h, p, s = jwt.split(".")
-    header = json.loads(b64d(h))
-    assert header["alg"] == "RS256"
-    key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
-    pub = rsa.RSAPublicNumbers(int.from_bytes(b64d(key["e"]), "big"), int.from_bytes(b64d(key["n"]), "big")).public_key()
-    pub.verify(b64d(s), f"{h}.{p}".encode(), padding.PKCS1v15(), hashes.SHA256())   # raises if bad
-    return json.loads(b64d(p))
-
 
 @pytest.fixture(scope="module")
 def mock():
@@ -512,7 +490,7 @@ def test_key_rotation_publishes_new_key_and_keeps_old_one(mock):
     jwks = requests.get(f"{mock.base_url}/{TENANT}/discovery/v2.0/keys", timeout=5).json()
     verify_with_jwks(old, jwks)
     verify_with_jwks(new, jwks)
-    assert json.loads(b64d(new.split(".")[0]))["kid"] == out["signing_kid"]
+    assert json.loads(b64url_decode(new.split(".")[0]))["kid"] == out["signing_kid"]
 
 
 def test_slow_answer_the_client_gave_up_on_does_not_spend_a_strict_refresh_token(mock):
@@ -666,8 +644,8 @@ def test_obo_assertion_meant_for_graph_fails_signature_validation_50013(mock):
     graph_token = refresh(mock, rt, scope="https://graph.microsoft.com/User.Read").json()["access_token"]
     body = assert_entra_error(_obo(mock, graph_token), 400, "invalid_grant", 50013)
     assert body["error_description"].startswith("AADSTS50013: Assertion failed signature validation. [Reason - ")
-    x5t = json.loads(b64d(graph_token.split(".")[0]))["x5t"]
-    assert f"Thumbprint of key used by client: '{b64d(x5t).hex().upper()}'" in body["error_description"]
+    x5t = json.loads(b64url_decode(graph_token.split(".")[0]))["x5t"]
+    assert f"Thumbprint of key used by client: '{b64url_decode(x5t).hex().upper()}'" in body["error_description"]
     # not a token of this authority at all
     assert_entra_error(_obo(mock, graph_token[:-8] + "AAAAAAAA"), 400, "invalid_grant", 50013)
 
