@@ -32,11 +32,8 @@ SCOPE = "openid profile email offline_access User.Read"
 
 @pytest.fixture(scope="module")
 def mock():
-    server = start_server(host="127.0.0.1", port=0)
-    try:
+    with start_server(host="127.0.0.1", port=0) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -28,20 +28,14 @@ GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 @pytest.fixture(scope="module")
 def entra():
-    server = start_server(host="127.0.0.1", port=0)
-    try:
+    with start_server(host="127.0.0.1", port=0) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def graph(entra):
-    server = start_graph(entra.base_url)
-    try:
+    with start_graph(entra.base_url) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
