@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from mock_entra.common import CLIENT_ASSERTION_TYPE, OAuthError, b64url, b64url_decode, iso
+from mock_entra.common import CLIENT_ASSERTION_TYPE, OAuthError, app_not_found, b64url, b64url_decode, iso
 
 
 class ClientAuth:
@@ -51,11 +51,7 @@ class ClientAuth:
                              "The request body must contain the following parameter: 'client_id'.")
         client = self.st.clients.get(client_id)
         if client is None:
-            raise OAuthError(400, "unauthorized_client", 700016,
-                             f"Application with identifier '{client_id}' was not found in the directory '{tenant}'. "
-                             f"This can happen if the application has not been installed by the administrator of the "
-                             f"tenant or consented to by any user in the tenant. You may have sent your "
-                             f"authentication request to the wrong tenant.")
+            raise OAuthError(400, "unauthorized_client", 700016, app_not_found(client_id, tenant))
         assertion = form.get("client_assertion")
         if assertion is not None:
             if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:

@@ -124,6 +124,13 @@ def sp_oid(client_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "sp:" + client_id))
 
 
+def app_not_found(client_id: str, tenant: str) -> str:
+    """AADSTS700016's message (authorize, token endpoint, the unauthorized_client fault)."""
+    return (f"Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if "
+            f"the application has not been installed by the administrator of the tenant or consented to by any user "
+            f"in the tenant. You may have sent your authentication request to the wrong tenant.")
+
+
 class OAuthError(Exception):
     """An Entra-shaped OAuth error answer."""
 

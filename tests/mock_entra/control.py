@@ -6,7 +6,7 @@ import copy
 import json
 import uuid
 
-from mock_entra.common import GRAPH_APP_ID, OAuthError, Reply, json_reply
+from mock_entra.common import GRAPH_APP_ID, OAuthError, Reply, app_not_found, json_reply
 
 
 class FaultsAndControl:
@@ -106,11 +106,7 @@ class FaultsAndControl:
                          f"Invalid client secret provided. Ensure the secret being sent in the request is the client "
                          f"secret value, not the client secret ID, for a secret added to app '{client_id}'.")
         if fault == "unauthorized_client":
-            return oauth(400, "unauthorized_client", 700016,
-                         f"Application with identifier '{client_id}' was not found in the directory '{tenant}'. This "
-                         f"can happen if the application has not been installed by the administrator of the tenant "
-                         f"or consented to by any user in the tenant. You may have sent your authentication request "
-                         f"to the wrong tenant.")
+            return oauth(400, "unauthorized_client", 700016, app_not_found(client_id, tenant))
         if fault == "invalid_scope":
             return oauth(400, "invalid_scope", 70011,
                          "The provided value for the input parameter 'scope' is not valid. The scope "

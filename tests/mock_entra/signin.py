@@ -9,7 +9,8 @@ import time
 import urllib.parse
 import uuid
 
-from mock_entra.common import GRAPH_APP_ID, GRAPH_URI, OAuthError, Reply, b64url, entra_timestamp, json_reply
+from mock_entra.common import (GRAPH_APP_ID, GRAPH_URI, OAuthError, Reply, app_not_found, b64url, entra_timestamp,
+                               json_reply)
 from mock_entra.state import redirect_uri_allowed
 from mock_entra.tokens import parse_scope
 
@@ -67,11 +68,7 @@ class SignInEndpoints:
             return self._html_error(400, 900144, "The request body must contain the following parameter: 'client_id'.")
         client = self.st.clients.get(client_id)
         if client is None:
-            return self._html_error(400, 700016,
-                                    f"Application with identifier '{client_id}' was not found in the directory "
-                                    f"'{tenant}'. This can happen if the application has not been installed by the "
-                                    f"administrator of the tenant or consented to by any user in the tenant. You may "
-                                    f"have sent your authentication request to the wrong tenant.")
+            return self._html_error(400, 700016, app_not_found(client_id, tenant))
         redirect_uri = q.get("redirect_uri")
         if not redirect_uri:
             return self._html_error(400, 500113, "No reply address is registered for the application.")

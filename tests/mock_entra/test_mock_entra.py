@@ -679,19 +679,35 @@ def _wait_for(pred, timeout=5.0):
     return False
 
 
-def test_hold_fault_keeps_the_request_unprocessed_until_released(mock):
-    config(mock, refresh_mode="strict")
-    rt = login(mock)["refresh_token"]
-    config(mock, fault="hold", fault_count=1)
+def _refresh_while_held(mock, rt: str, why: str):
+    """refresh(mock, rt) on a thread while a hold fault is on: asserts it is held (held_now 1,
+    still unanswered after 0.3 s; `why` says why it must be), then releases it. Returns (the
+    release's response, the refresh's response)."""
     out = {}
     t = threading.Thread(target=lambda: out.update(r=refresh(mock, rt)))
     t.start()
     assert _wait_for(lambda: stats(mock)["held_now"] == 1)
     time.sleep(0.3)
-    assert t.is_alive(), "a held request must not be answered before the release"
-    assert requests.post(f"{mock.base_url}/_mock/release", timeout=5).json() == {"released": 1}
+    assert t.is_alive(), why
+    released = requests.post(f"{mock.base_url}/_mock/release", timeout=5)
     t.join(5)
-    assert out["r"].status_code == 200 and out["r"].json()["refresh_token"] != rt
+    return released, out["r"]
+
+
+def _refresh_hanging_up_after_half_a_second(mock, rt: str) -> None:
+    with pytest.raises(requests.exceptions.Timeout):
+        requests.post(token_url(mock), timeout=0.5, data={
+            "grant_type": "refresh_token", "refresh_token": rt, "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET})
+
+
+def test_hold_fault_keeps_the_request_unprocessed_until_released(mock):
+    config(mock, refresh_mode="strict")
+    rt = login(mock)["refresh_token"]
+    config(mock, fault="hold", fault_count=1)
+    released, r = _refresh_while_held(mock, rt, "a held request must not be answered before the release")
+    assert released.json() == {"released": 1}
+    assert r.status_code == 200 and r.json()["refresh_token"] != rt
     s = stats(mock)
     assert (s["held_now"], s["held_total"]) == (0, 1)
     assert refresh(mock, rt).status_code == 400, "released normally, so the strict one-time token was spent"
@@ -701,10 +717,7 @@ def test_hold_fault_does_not_spend_the_refresh_token_of_a_client_that_hung_up(mo
     config(mock, refresh_mode="strict")
     rt = login(mock)["refresh_token"]
     config(mock, fault="hold", fault_count=1)
-    with pytest.raises(requests.exceptions.Timeout):
-        requests.post(token_url(mock), timeout=0.5, data={
-            "grant_type": "refresh_token", "refresh_token": rt, "client_id": DEFAULT_CLIENT_ID,
-            "client_secret": DEFAULT_CLIENT_SECRET})
+    _refresh_hanging_up_after_half_a_second(mock, rt)
     assert stats(mock)["held_now"] == 1
     requests.post(f"{mock.base_url}/_mock/release", timeout=5).raise_for_status()
     assert _wait_for(lambda: stats(mock)["held_now"] == 0)
@@ -717,10 +730,7 @@ def test_hold_answer_fault_spends_the_refresh_token_and_withholds_the_answer(moc
     config(mock, refresh_mode="strict")
     rt = login(mock)["refresh_token"]
     config(mock, fault="hold_answer", fault_count=1)
-    with pytest.raises(requests.exceptions.Timeout):
-        requests.post(token_url(mock), timeout=0.5, data={
-            "grant_type": "refresh_token", "refresh_token": rt, "client_id": DEFAULT_CLIENT_ID,
-            "client_secret": DEFAULT_CLIENT_SECRET})
+    _refresh_hanging_up_after_half_a_second(mock, rt)
     assert _wait_for(lambda: stats(mock)["held_now"] == 1)
     assert requests.post(f"{mock.base_url}/_mock/release", timeout=5).json() == {"released": 1}
     assert _wait_for(lambda: stats(mock)["held_now"] == 0)
@@ -732,12 +742,6 @@ def test_hold_answer_fault_spends_the_refresh_token_and_withholds_the_answer(moc
 def test_hold_answer_fault_answers_a_waiting_client_after_the_release(mock):
     rt = login(mock)["refresh_token"]
     config(mock, fault="hold_answer", fault_count=1)
-    out = {}
-    t = threading.Thread(target=lambda: out.update(r=refresh(mock, rt)))
-    t.start()
-    assert _wait_for(lambda: stats(mock)["held_now"] == 1)
-    time.sleep(0.3)
-    assert t.is_alive(), "the answer must be held until the release"
-    requests.post(f"{mock.base_url}/_mock/release", timeout=5).raise_for_status()
-    t.join(5)
-    assert out["r"].status_code == 200 and out["r"].json()["access_token"]
+    released, r = _refresh_while_held(mock, rt, "the answer must be held until the release")
+    released.raise_for_status()
+    assert r.status_code == 200 and r.json()["access_token"]
