@@ -196,30 +196,23 @@ wait_node() {
   log "node $n ready: http://127.0.0.1:${http_ports[$i]}"
 }
 
-stop_node() {
-  local n=$1 p pid
+# Ends node $1: signal $2 to its process group, then up to $4 polls $5 s apart for it to exit
+# ($3 says what, in the log); after a TERM whatever is left of the group is killed.
+end_node() {
+  local n=$1 sig=$2 what=$3 polls=$4 every=$5 p pid
   p=$(node_pid "$n")
   if node_alive "$n"; then
     pid=$(cat "$p")
-    log "node $n: stopping (pid $pid)"
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 90); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+    log "node $n: $what (pid $pid)"
+    kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null || true
+    for _ in $(seq 1 "$polls"); do kill -0 "$pid" 2>/dev/null || break; sleep "$every"; done
+    if [ "$sig" = TERM ]; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
   fi
   rm -f "$p"
 }
 
-kill_node() {
-  local n=$1 p pid
-  p=$(node_pid "$n")
-  if node_alive "$n"; then
-    pid=$(cat "$p")
-    log "node $n: kill -9 (pid $pid)"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  fi
-  rm -f "$p"
-}
+stop_node() { end_node "$1" TERM stopping 90 0.5; }     # graceful
+kill_node() { end_node "$1" KILL "kill -9" 40 0.25; }   # a node dying
 
 status() {
   local n

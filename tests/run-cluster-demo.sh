@@ -3,28 +3,12 @@
 # the extension (keycloak-dist/cluster.sh), the demo realm, then a walkthrough that calls both
 # nodes. Ctrl-C stops everything.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
 read -r -a ports <<<"${CLUSTER_HTTP_PORTS:-18481 18482}"
-MOCK_PORT=${MOCK_PORT:-8099}
-LIFETIME=${DEMO_TOKEN_LIFETIME_S:-90}
 n1="http://127.0.0.1:${ports[0]}" n2="http://127.0.0.1:${ports[1]}"
+# shellcheck source=demo-start.sh
+. "$(dirname "$0")/demo-start.sh"
 
-cleanup() {
-  "$root/keycloak-dist/cluster.sh" stop || true
-  [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
-
-mkdir -p "$root/keycloak-dist/run"
-python3 "$here/mock_entra/server.py" --host 127.0.0.1 --port "$MOCK_PORT" >"$root/keycloak-dist/run/mock-entra-cluster.log" 2>&1 &
-mock_pid=$!
-for _ in $(seq 1 50); do curl -fs -o /dev/null "http://127.0.0.1:$MOCK_PORT/_mock/stats" && break; sleep 0.2; done
-curl -fs -X POST -H 'Content-Type: application/json' \
-  -d "{\"access_token_lifetime_s\": $LIFETIME}" "http://127.0.0.1:$MOCK_PORT/_mock/config" >/dev/null
-
-"$root/keycloak-dist/cluster.sh" start
-(cd "$here" && python3 -m support.demo --keycloak "$n1" --mock "http://127.0.0.1:$MOCK_PORT")
+demo_start "$root/keycloak-dist/cluster.sh" mock-entra-cluster.log "$n1"
 
 cat <<TXT
 

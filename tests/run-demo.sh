@@ -2,27 +2,11 @@
 # `make run`: the mock Entra ID on 127.0.0.1:8099, Keycloak with the extension on localhost:8080,
 # the demo realm, then a walkthrough. Ctrl-C stops everything.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
 export KC_PORT=${KC_PORT:-8080} KC_MGMT_PORT=${KC_MGMT_PORT:-9000}
-MOCK_PORT=${MOCK_PORT:-8099}
-LIFETIME=${DEMO_TOKEN_LIFETIME_S:-90}
+# shellcheck source=demo-start.sh
+. "$(dirname "$0")/demo-start.sh"
 
-cleanup() {
-  "$root/keycloak-dist/keycloak.sh" stop || true
-  [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
-
-mkdir -p "$root/keycloak-dist/run"
-python3 "$here/mock_entra/server.py" --host 127.0.0.1 --port "$MOCK_PORT" >"$root/keycloak-dist/run/mock-entra.log" 2>&1 &
-mock_pid=$!
-for _ in $(seq 1 50); do curl -fs -o /dev/null "http://127.0.0.1:$MOCK_PORT/_mock/stats" && break; sleep 0.2; done
-curl -fs -X POST -H 'Content-Type: application/json' \
-  -d "{\"access_token_lifetime_s\": $LIFETIME}" "http://127.0.0.1:$MOCK_PORT/_mock/config" >/dev/null
-
-"$root/keycloak-dist/keycloak.sh" start
-(cd "$here" && python3 -m support.demo --keycloak "http://localhost:$KC_PORT" --mock "http://127.0.0.1:$MOCK_PORT")
+demo_start "$root/keycloak-dist/keycloak.sh" mock-entra.log "http://localhost:$KC_PORT"
 
 cat <<TXT
 

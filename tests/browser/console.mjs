@@ -4,10 +4,9 @@
 // Env: KC_BASE, REALM, MOCK_AUTHORITY (http://127.0.0.1:port of the mock Entra ID), TENANT,
 // EXPECTED_PROPS ({"entra-oidc": [{name, label}], ...}: our settings, from the server),
 // SCREENSHOTS (docs/screenshots), OUT (result.json and failure screenshots).
-import { chromium } from 'playwright-core';
-import fs from 'node:fs';
-import os from 'node:os';
+// Browser launch, admin login, alerts and the run frame: session.mjs.
 import path from 'node:path';
+import * as session from './session.mjs';
 
 const KC = process.env.KC_BASE;
 const REALM = process.env.REALM;
@@ -16,37 +15,13 @@ const SHOTS = process.env.SCREENSHOTS;
 const OUT = process.env.OUT;
 const CONSOLE = `${KC}/admin/master/console/#`;
 const result = { steps: [], missingHelp: {}, errorsAfterSave: [], errorsAfterReload: [] };
-const log = (m) => { result.steps.push(m); console.log(`[console.mjs] ${m}`); };
+const log = session.stepLog(result, 'console.mjs');
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fresh-token-chromium-'));
-const ctx = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  timeout: 180_000,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1280, height: 900 },
-});
-ctx.setDefaultTimeout(60_000);
-const page = ctx.pages()[0] || await ctx.newPage();
-// Loopback only: anything else is refused before it leaves the browser.
-await ctx.route('**/*', (route) => {
-  const u = new URL(route.request().url());
-  if (['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) || u.protocol === 'data:') return route.continue();
-  return route.abort();
-});
-
-const alerts = (kind) => page.locator(`[class*="c-alert"][class*="m-${kind}"]`);
-async function alertTexts(kind) {
-  return (await alerts(kind).allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim()).filter(Boolean);
-}
-async function closeAlerts() {
-  for (const b of await page.locator('[class*="c-alert__action"] button').all()) await b.click().catch(() => {});
-}
-async function waitForAlert() {
-  await page.locator('[class*="c-alert"][class*="m-success"], [class*="c-alert"][class*="m-danger"]').first()
-    .waitFor({ state: 'visible', timeout: 60_000 });
-}
+const browser = await session.launch({ viewport: { width: 1280, height: 900 } });
+const { page } = browser;
+const alertTexts = (kind) => session.alertTexts(page, kind);
+const closeAlerts = () => session.closeAlerts(page);
+const waitForAlert = () => session.waitForAlert(page);
 async function shot(name) {
   await page.screenshot({ path: path.join(SHOTS, name), type: 'png' });
 }
@@ -91,14 +66,9 @@ async function field(name) {
   return f;
 }
 
-try {
+await session.run(browser, result, OUT, async () => {
   // --- Log in as admin.
-  await page.goto(`${KC}/admin/master/console/`);
-  await page.locator('input[name=username]').waitFor({ timeout: 180_000 });
-  await page.fill('input[name=username]', 'admin');
-  await page.fill('input[name=password]', 'admin');
-  await page.locator('#kc-login, button[type=submit]').first().click();
-  await page.locator('#nav-toggle').waitFor({ timeout: 180_000 });
+  await session.adminLogin(page, KC);
   log('logged in');
 
   // --- Create an entra-oidc IdP through the UI.
@@ -215,16 +185,4 @@ try {
   };
   await shot('provider-info.png');
   log(`provider info: ${JSON.stringify(result.providerInfo)}`);
-  result.ok = true;
-} catch (e) {
-  result.ok = false;
-  result.failure = String(e && e.stack || e);
-  console.error(result.failure);
-  await page.screenshot({ path: path.join(OUT, 'failure.png'), fullPage: true }).catch(() => {});
-  fs.writeFileSync(path.join(OUT, 'failure.html'), await page.content().catch(() => ''));
-} finally {
-  fs.writeFileSync(path.join(OUT, 'result.json'), JSON.stringify(result, null, 2));
-  await ctx.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-}
-process.exit(result.ok ? 0 : 1);
+});

@@ -5,10 +5,10 @@
 // Env: KC_BASE, REALM, USER_ID (a user who signed in through our IdP), SCREENSHOTS, OUT.
 // Writes OUT/result.json (the field values read at each step) and OUT/tab-*.html (the page
 // HTML, which the test searches for token values).
-import { chromium } from 'playwright-core';
+// Browser launch, admin login, alerts and the run frame: session.mjs.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import * as session from './session.mjs';
 
 const KC = process.env.KC_BASE;
 const REALM = process.env.REALM;
@@ -19,30 +19,10 @@ const CONSOLE = `${KC}/admin/master/console/#`;
 const FIELDS = ['id', 'freshTokenUser', 'freshTokenCheckedAt', 'freshTokenStored', 'freshTokenAccessTokenValidUntil',
   'freshTokenLastRefreshed'];
 const result = { steps: [], errors: [] };
-const log = (m) => { result.steps.push(m); console.log(`[user_token_tab.mjs] ${m}`); };
+const log = session.stepLog(result, 'user_token_tab.mjs');
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fresh-token-chromium-'));
-const ctx = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  timeout: 180_000,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1280, height: 1000 },
-});
-ctx.setDefaultTimeout(60_000);
-const page = ctx.pages()[0] || await ctx.newPage();
-await ctx.route('**/*', (route) => {
-  const u = new URL(route.request().url());
-  if (['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) || u.protocol === 'data:') return route.continue();
-  return route.abort();
-});
-
-const alertTexts = async (kind) => (await page.locator(`[class*="c-alert"][class*="m-${kind}"]`).allInnerTexts())
-  .map((t) => t.replace(/\s+/g, ' ').trim()).filter(Boolean);
-async function closeAlerts() {
-  for (const b of await page.locator('[class*="c-alert__action"] button').all()) await b.click().catch(() => {});
-}
+const browser = await session.launch({ viewport: { width: 1280, height: 1000 } });
+const { page } = browser;
 
 /** Opens the user's page (full load) and the fresh-token tab by clicking it. */
 async function openTab() {
@@ -69,23 +49,27 @@ async function dump(name) {
   fs.writeFileSync(path.join(OUT, name), `${await page.content()}\n<!-- field values -->\n${JSON.stringify(values)}\n${await page.innerText('body')}`);
 }
 
+/** Opens the tab again and records its fields (result[key]), its HTML (OUT/html) and a screenshot (SHOTS/png). */
+async function record(key, html, png) {
+  await openTab();
+  result[key] = await readFields();
+  await dump(html);
+  await page.locator('[data-testid="freshTokenStored"]').first().scrollIntoViewIfNeeded();
+  await page.screenshot({ path: path.join(SHOTS, png), type: 'png' });
+  return result[key];
+}
+
 async function save() {
-  await closeAlerts();
+  await session.closeAlerts(page);
   await page.locator('[data-testid="save"]').first().click();
-  await page.locator('[class*="c-alert"][class*="m-success"], [class*="c-alert"][class*="m-danger"]').first()
-    .waitFor({ state: 'visible', timeout: 60_000 });
-  const errors = await alertTexts('danger');
+  await session.waitForAlert(page);
+  const errors = await session.alertTexts(page, 'danger');
   result.errors.push(...errors);
   if (errors.length) throw new Error(`save failed: ${errors.join(' | ')}`);
 }
 
-try {
-  await page.goto(`${KC}/admin/master/console/`);
-  await page.locator('input[name=username]').waitFor({ timeout: 180_000 });
-  await page.fill('input[name=username]', 'admin');
-  await page.fill('input[name=password]', 'admin');
-  await page.locator('#kc-login, button[type=submit]').first().click();
-  await page.locator('#nav-toggle').waitFor({ timeout: 180_000 });
+await session.run(browser, result, OUT, async () => {
+  await session.adminLogin(page, KC);
   log('logged in');
 
   // Open the tab, Save (computes the status of this user server-side), open it again.
@@ -94,33 +78,11 @@ try {
   log(`tab opened: ${JSON.stringify(result.beforeSave)}`);
   await save();
   log('saved (status computed)');
-  await openTab();
-  result.status = await readFields();
-  await dump('tab-status.html');
-  await page.locator('[data-testid="freshTokenStored"]').first().scrollIntoViewIfNeeded();
-  await page.screenshot({ path: path.join(SHOTS, 'user-fresh-token-tab.png'), type: 'png' });
-  log(`status: ${JSON.stringify(result.status)}`);
+  log(`status: ${JSON.stringify(await record('status', 'tab-status.html', 'user-fresh-token-tab.png'))}`);
 
   // Clear: switch on, Save, open again.
   await page.locator('label:has(#freshTokenClear)').click();
   await save();
   log('saved with clear on');
-  await openTab();
-  result.afterClear = await readFields();
-  await dump('tab-cleared.html');
-  await page.locator('[data-testid="freshTokenStored"]').first().scrollIntoViewIfNeeded();
-  await page.screenshot({ path: path.join(SHOTS, 'user-fresh-token-tab-cleared.png'), type: 'png' });
-  log(`after clear: ${JSON.stringify(result.afterClear)}`);
-  result.ok = true;
-} catch (e) {
-  result.ok = false;
-  result.failure = String(e && e.stack || e);
-  console.error(result.failure);
-  await page.screenshot({ path: path.join(OUT, 'failure.png'), fullPage: true }).catch(() => {});
-  fs.writeFileSync(path.join(OUT, 'failure.html'), await page.content().catch(() => ''));
-} finally {
-  fs.writeFileSync(path.join(OUT, 'result.json'), JSON.stringify(result, null, 2));
-  await ctx.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-}
-process.exit(result.ok ? 0 : 1);
+  log(`after clear: ${JSON.stringify(await record('afterClear', 'tab-cleared.html', 'user-fresh-token-tab-cleared.png'))}`);
+});

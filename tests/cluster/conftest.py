@@ -25,6 +25,7 @@ import requests
 
 from mock_entra.server import start_server
 from support.keycloak import KeycloakAdmin, browser_login
+from support.mock_client import MockEntra
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = ROOT / "keycloak-dist" / "cluster.sh"
@@ -176,34 +177,6 @@ def admins(cluster) -> list[KeycloakAdmin]:
 def pg_dump(cluster):
     """Returns a function giving the full pg_dump text of Keycloak's database."""
     return cluster.pg_dump
-
-
-class MockEntra:
-    """Test-side client of one mock Entra ID's /_mock control API."""
-
-    def __init__(self, server):
-        self.server = server
-        self.base_url = server.base_url
-
-    def config(self, **settings):
-        r = requests.post(f"{self.base_url}/_mock/config", json=settings, timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def stats(self) -> dict:
-        return requests.get(f"{self.base_url}/_mock/stats", timeout=10).json()
-
-    def release(self) -> int:
-        return requests.post(f"{self.base_url}/_mock/release", timeout=10).json()["released"]
-
-    def issued(self) -> dict:
-        return requests.get(f"{self.base_url}/_mock/issued", timeout=10).json()
-
-    def refreshes(self) -> int:
-        return int(self.stats()["by_grant"].get("refresh_token", 0))
-
-    def refresh_outcomes(self) -> dict:
-        return self.stats()["by_grant_outcome"].get("refresh_token", {})
 
 
 @pytest.fixture(scope="session")

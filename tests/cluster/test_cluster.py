@@ -117,28 +117,16 @@ def _refresh_events(admin, realm) -> tuple[int, int]:
 def test_keycloak_as_idp_with_one_time_refresh_tokens_sees_no_reuse_across_nodes(cluster, admins):
     """The upstream IdP is a realm of this cluster with 'Revoke refresh token' and max reuse 0;
     the downstream realm brokers to it with fresh-oidc. Callers on both nodes."""
-    from support.keycloak import browser_login
+    from support.keycloak import browser_login, create_kcidp, create_upstream_realm
 
     from .conftest import APP_CLIENT, APP_SECRET, FRONT, REDIRECT_URI
     admin = admins[0]
     up, down = "up-" + uuid.uuid4().hex[:6], "down-" + uuid.uuid4().hex[:6]
-    admin.create_realm(up, revokeRefreshToken=True, refreshTokenMaxReuse=0, accessTokenLifespan=KC_IDP_LIFESPAN,
-                       eventsEnabled=True, enabledEventTypes=["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR", "LOGIN", "CODE_TO_TOKEN"])
-    admin.create_client(up, "downstream-kc", "broker-secret", f"{FRONT}/realms/{down}/broker/kcidp/endpoint")
-    admin.request("POST", f"/{up}/users", json={
-        "username": "carol", "enabled": True, "email": "carol@example.org", "emailVerified": True,
-        "firstName": "Carol", "lastName": "Upstream",
-        "credentials": [{"type": "password", "value": "carol-pw", "temporary": False}]})
+    create_upstream_realm(admin, up, down, FRONT, KC_IDP_LIFESPAN)
     admin.create_realm(down)
     admin.create_client(down, APP_CLIENT, APP_SECRET, REDIRECT_URI,
                         attributes={"external.token.enabled": "true", "external.token.idp": "kcidp"})
-    base = f"{FRONT}/realms/{up}/protocol/openid-connect"
-    r = admin.create_idp(down, "kcidp", "fresh-oidc", {
-        "authorizationUrl": f"{base}/auth", "tokenUrl": f"{base}/token", "jwksUrl": f"{base}/certs",
-        "issuer": f"{FRONT}/realms/{up}", "validateSignature": "true", "useJwksUrl": "true",
-        "clientId": "downstream-kc", "clientSecret": "broker-secret", "clientAuthMethod": "client_secret_post",
-        "defaultScope": "openid profile email", "minValidityToken": "1", "syncMode": "IMPORT"})
-    assert r.status_code == 201, r.text
+    create_kcidp(admin, down, up, FRONT)
     user = browser_login(FRONT, down, "kcidp", APP_CLIENT, APP_SECRET, redirect_uri=REDIRECT_URI,
                          credentials=("carol", "carol-pw"))
 

@@ -8,12 +8,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
 from mock_entra.pki import ensure_pki
 from mock_entra.server import start_server
 from mock_graph.server import start_graph
 from support.keycloak import KeycloakAdmin
+from support.mock_client import MockEntra  # noqa: F401 - the e2e modules import it from here
+from support.ordering import MARKER_HELP, check_runs_last, order_runs_last
 from support.proxy import Proxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,19 @@ def skip_unless_v2_available() -> None:
     and the IdP hook it calls exist only from Keycloak 26.6."""
     if kc_version() < V2_MIN_VERSION:
         pytest.skip(f"needs the V2 broker token endpoint, which Keycloak has only from 26.6 (this run: Keycloak {KC_VERSION})")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", MARKER_HELP)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The suite's order is explicit, not by file names: `runs_last` tests after all others
+    (groups and reasons: support/ordering.py)."""
+    order_runs_last(items)
+    check_runs_last(items)
+
+
 TENANT = "11111111-1111-1111-1111-111111111111"
 MOCK_CLIENT_ID = "00000000-0000-0000-0000-0000000000c1"
 MOCK_CLIENT_SECRET = "mock-secret-c1"
@@ -51,39 +65,6 @@ ASSERTION_KEY_DIR = WORK / "pki"
 # Keycloak's own outbound settings for the whole run (set by the `outbound` fixture): a private
 # test CA in its truststore, and an outgoing proxy for the host name "localhost" only.
 _kc_extra_args = {"value": ""}
-
-
-class MockEntra:
-    """Test-side client of the mock's /_mock control API."""
-
-    def __init__(self, server):
-        self.server = server
-        self.base_url = server.base_url
-
-    def config(self, **settings):
-        r = requests.post(f"{self.base_url}/_mock/config", json=settings, timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def reset(self):
-        requests.post(f"{self.base_url}/_mock/reset", timeout=10).raise_for_status()
-
-    def stats(self) -> dict:
-        return requests.get(f"{self.base_url}/_mock/stats", timeout=10).json()
-
-    def issued(self) -> dict:
-        return requests.get(f"{self.base_url}/_mock/issued", timeout=10).json()
-
-    def refresh_count(self) -> int:
-        return _grant_count(self.stats(), "refresh_token")
-
-
-def _grant_count(stats: dict, grant: str) -> int:
-    by_grant = stats.get("by_grant") or stats.get("grants") or stats.get("token_requests") or {}
-    v = by_grant.get(grant, 0)
-    if isinstance(v, dict):
-        return int(v.get("total", sum(x for x in v.values() if isinstance(x, int))))
-    return int(v)
 
 
 def kc_env(**extra) -> dict:
@@ -107,11 +88,8 @@ def kc_log_path() -> Path:
 
 @pytest.fixture(scope="session")
 def mock_entra():
-    server = start_server(host="127.0.0.1", port=0)
-    try:
+    with start_server(host="127.0.0.1", port=0) as server:
         yield MockEntra(server)
-    finally:
-        server.stop()
 
 
 # Feature set of the second phase: the V2 broker endpoint (V1 and V2 are versions of one
@@ -155,11 +133,8 @@ def outbound():
 @pytest.fixture(scope="module")
 def graph(mock_entra):
     """The mock Microsoft Graph, validating tokens of the mock Entra ID."""
-    server = start_graph(mock_entra.base_url)
-    try:
+    with start_graph(mock_entra.base_url) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -107,14 +107,31 @@ def test_authority_host_without_https_is_refused_on_update(admin, realm):
 
 # --- Per-user token status and clear --------------------------------------------------------
 
-def test_admin_sees_token_status_refresh_time_and_can_clear_the_token_without_seeing_it(admin, realm, mock_entra):
+def _signed_in_with_a_short_lived_token(admin, realm: str, mock_entra):
+    """alice signs in through the mock (4 s access tokens, the IdP refreshes 1 s before expiry)
+    and the app asks for her token once. Returns (her session, her user id, that access token)."""
     admin.update_idp_config(realm, "entra", minValidityToken=1)
     mock_entra.config(access_token_lifetime_s=4)
     user = _login(realm)
     uid = _user_id(admin, realm, "alice@contoso.onmicrosoft.com")
     first = broker_token_v1(KC_BASE, realm, "entra", user)
     assert first.status_code == 200, first.text
-    at1 = first.json()["access_token"]
+    return user, uid, first.json()["access_token"]
+
+
+def _refreshed_after_expiry(realm: str, mock_entra, user, at1: str):
+    """Waits until at1 has expired; the next app call refreshes (to a 3600 s token). Returns
+    (the time just before that call, its answer)."""
+    time.sleep(max(0.0, _claims(at1)["exp"] + 1 - time.time()))
+    before = int(time.time())
+    mock_entra.config(access_token_lifetime_s=3600)
+    second = broker_token_v1(KC_BASE, realm, "entra", user)
+    assert second.status_code == 200, second.text
+    return before, second
+
+
+def test_admin_sees_token_status_refresh_time_and_can_clear_the_token_without_seeing_it(admin, realm, mock_entra):
+    user, uid, at1 = _signed_in_with_a_short_lived_token(admin, realm, mock_entra)
 
     st = _status(admin, realm, uid)
     assert st["userId"] == uid
@@ -125,11 +142,7 @@ def test_admin_sees_token_status_refresh_time_and_can_clear_the_token_without_se
     assert idp["lastRefreshedAt"] is None  # not refreshed since the login
 
     # Let it expire; the next app call refreshes, and the status shows when.
-    time.sleep(max(0.0, _claims(at1)["exp"] + 1 - time.time()))
-    before = int(time.time())
-    mock_entra.config(access_token_lifetime_s=3600)
-    second = broker_token_v1(KC_BASE, realm, "entra", user)
-    assert second.status_code == 200, second.text
+    before, second = _refreshed_after_expiry(realm, mock_entra, user, at1)
     at2 = second.json()["access_token"]
     st = _status(admin, realm, uid)
     [idp] = st["identityProviders"]
@@ -249,17 +262,8 @@ def _iso(epoch: int) -> str:
 def _signed_in_and_refreshed(admin, realm: str, mock_entra):
     """alice signs in through the mock; the app's token is refreshed once. Returns
     (user id, the access tokens and refresh tokens the app/mock saw)."""
-    admin.update_idp_config(realm, "entra", minValidityToken=1)
-    mock_entra.config(access_token_lifetime_s=4)
-    user = _login(realm)
-    uid = _user_id(admin, realm, "alice@contoso.onmicrosoft.com")
-    first = broker_token_v1(KC_BASE, realm, "entra", user)
-    assert first.status_code == 200, first.text
-    at1 = first.json()["access_token"]
-    time.sleep(max(0.0, _claims(at1)["exp"] + 1 - time.time()))
-    mock_entra.config(access_token_lifetime_s=3600)
-    second = broker_token_v1(KC_BASE, realm, "entra", user)
-    assert second.status_code == 200, second.text
+    user, uid, at1 = _signed_in_with_a_short_lived_token(admin, realm, mock_entra)
+    _, second = _refreshed_after_expiry(realm, mock_entra, user, at1)
     secrets = [at1, second.json()["access_token"]]
     secrets += [t if isinstance(t, str) else json.dumps(t) for t in mock_entra.issued().get("refresh_tokens", [])]
     return uid, secrets

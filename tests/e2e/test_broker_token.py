@@ -23,6 +23,14 @@ def login(realm: str, alias: str = "entra", hint: str | None = None):
     return browser_login(KC_BASE, realm, alias, APP_CLIENT, APP_SECRET, login_hint=hint, redirect_uri=REDIRECT_URI)
 
 
+def login_with_3s_tokens(admin, realm: str, mock_entra, **mock_settings):
+    """The IdP refreshes 1 s before expiry, the mock issues 3 s access tokens (and mock_settings),
+    alice signs in. Returns her session."""
+    admin.update_idp_config(realm, "entra", minValidityToken=1)
+    mock_entra.config(access_token_lifetime_s=3, **mock_settings)
+    return login(realm)
+
+
 def sleep_until(epoch: float) -> None:
     delay = epoch - time.time()
     if delay > 0:
@@ -81,9 +89,7 @@ def test_token_inside_min_validity_window_is_refreshed_early(admin, realm, mock_
 
 
 def test_expired_token_is_refreshed_once_and_rotated_refresh_token_is_stored(admin, realm, mock_entra: MockEntra):
-    admin.update_idp_config(realm, "entra", minValidityToken=1)
-    mock_entra.config(access_token_lifetime_s=3)
-    user = login(realm)
+    user = login_with_3s_tokens(admin, realm, mock_entra)
     stale = broker_token_v1(KC_BASE, realm, "entra", user).json()
     sleep_until(claims(stale["access_token"])["exp"] + 1)
     mock_entra.config(access_token_lifetime_s=3600)
@@ -107,9 +113,7 @@ def test_expired_token_is_refreshed_once_and_rotated_refresh_token_is_stored(adm
 
 
 def test_strict_one_time_refresh_tokens_survive_two_refresh_cycles(admin, realm, mock_entra: MockEntra):
-    admin.update_idp_config(realm, "entra", minValidityToken=1)
-    mock_entra.config(access_token_lifetime_s=3, refresh_mode="strict")
-    user = login(realm)
+    user = login_with_3s_tokens(admin, realm, mock_entra, refresh_mode="strict")
     token = broker_token_v1(KC_BASE, realm, "entra", user).json()["access_token"]
     for _ in range(2):
         sleep_until(claims(token)["exp"] + 1)
@@ -134,9 +138,7 @@ def test_user_without_offline_access_gets_reauth_required_after_expiry(admin, re
 
 
 def test_idp_answering_invalid_grant_gives_reauth_required(admin, realm, mock_entra: MockEntra):
-    admin.update_idp_config(realm, "entra", minValidityToken=1)
-    mock_entra.config(access_token_lifetime_s=3)
-    user = login(realm)
+    user = login_with_3s_tokens(admin, realm, mock_entra)
     first = broker_token_v1(KC_BASE, realm, "entra", user).json()
     sleep_until(claims(first["access_token"])["exp"] + 1)
     mock_entra.config(fault="invalid_grant", fault_count=1)

@@ -15,7 +15,7 @@ import requests
 from support.keycloak import broker_token_v1, link_idp
 
 from .conftest import (APP_CLIENT, APP_SECRET, KC_BASE, KC_MGMT_PORT, REDIRECT_URI, entra_idp_config)
-from .test_broker_token import claims, login, sleep_until
+from .test_broker_token import claims, login, login_with_3s_tokens, sleep_until
 
 FAULTS = [
     # (mock fault, HTTP status, our code)
@@ -145,9 +145,7 @@ def test_user_linked_to_two_idps_cannot_read_the_one_not_meant_for_the_client(ad
 def test_odd_expires_in_never_makes_us_serve_past_the_tokens_real_expiry(admin, realm, mock_entra, expires_in):
     """The IdP's expires_in is absent, zero, negative or huge: the token's own `exp` bounds what
     we promise; a token is never served past it."""
-    admin.update_idp_config(realm, "entra", minValidityToken=1)
-    mock_entra.config(access_token_lifetime_s=3)
-    user = login(realm)
+    user = login_with_3s_tokens(admin, realm, mock_entra)
     first = broker_token_v1(KC_BASE, realm, "entra", user).json()
     sleep_until(claims(first["access_token"])["exp"] + 1)
     mock_entra.config(access_token_lifetime_s=600, expires_in_override=expires_in)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from support.keycloak import broker_token_v1, browser_login
+from support.keycloak import broker_token_v1, browser_login, create_kcidp, create_upstream_realm
 
 from .conftest import APP_CLIENT, APP_SECRET, KC_BASE, REDIRECT_URI
 
@@ -22,22 +22,10 @@ LIFESPAN = 6
 def upstream(admin):
     """Realm `up-*` as the IdP and realm `down-*` brokering to it with our fresh-oidc type."""
     up, down = "up-" + uuid.uuid4().hex[:6], "down-" + uuid.uuid4().hex[:6]
-    admin.create_realm(up, revokeRefreshToken=True, refreshTokenMaxReuse=0, accessTokenLifespan=LIFESPAN,
-                       eventsEnabled=True, enabledEventTypes=["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR", "LOGIN", "CODE_TO_TOKEN"])
-    admin.create_client(up, "downstream-kc", "broker-secret", f"{KC_BASE}/realms/{down}/broker/kcidp/endpoint")
-    admin.request("POST", f"/{up}/users", json={
-        "username": "carol", "enabled": True, "email": "carol@example.org", "emailVerified": True,
-        "firstName": "Carol", "lastName": "Upstream",
-        "credentials": [{"type": "password", "value": "carol-pw", "temporary": False}]})
+    create_upstream_realm(admin, up, down, KC_BASE, LIFESPAN)
     admin.create_realm(down, eventsEnabled=True)
     admin.create_client(down, APP_CLIENT, APP_SECRET, REDIRECT_URI)
-    base = f"{KC_BASE}/realms/{up}/protocol/openid-connect"
-    r = admin.create_idp(down, "kcidp", "fresh-oidc", {
-        "authorizationUrl": f"{base}/auth", "tokenUrl": f"{base}/token", "jwksUrl": f"{base}/certs",
-        "issuer": f"{KC_BASE}/realms/{up}", "validateSignature": "true", "useJwksUrl": "true",
-        "clientId": "downstream-kc", "clientSecret": "broker-secret", "clientAuthMethod": "client_secret_post",
-        "defaultScope": "openid profile email", "minValidityToken": "1", "syncMode": "IMPORT"})
-    assert r.status_code == 201, r.text
+    create_kcidp(admin, down, up, KC_BASE)
     yield up, down
 
 

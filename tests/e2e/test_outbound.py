@@ -21,11 +21,8 @@ TLS_CA = [True]
 def tls_mock(outbound):
     pki, _ = outbound
     TLS_CA[0] = pki.ca
-    server = start_server(host="127.0.0.1", port=0, tls_cert=pki.cert, tls_key=pki.key)
-    try:
+    with start_server(host="127.0.0.1", port=0, tls_cert=pki.cert, tls_key=pki.key) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _session():

@@ -8,10 +8,13 @@ import time
 import pytest
 
 from support.keycloak import broker_token_v2
+from support.ordering import RUNS_LAST_PHASE2
 
 from .conftest import KC_BASE, PHASE2_FEATURES, MockEntra, ensure_features
-from .test_broker_token import claims, login, sleep_until
+from .test_broker_token import claims, login, login_with_3s_tokens, sleep_until
 from .test_single_flight import CALLERS, storm
+
+pytestmark = pytest.mark.runs_last(order=RUNS_LAST_PHASE2)  # restarts Keycloak with PHASE2_FEATURES (V1 off): support/ordering.py
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -20,9 +23,7 @@ def v2_keycloak(keycloak):
 
 
 def test_v2_endpoint_refreshes_expired_token(admin, realm, mock_entra: MockEntra):
-    admin.update_idp_config(realm, "entra", minValidityToken=1)
-    mock_entra.config(access_token_lifetime_s=3)
-    user = login(realm)
+    user = login_with_3s_tokens(admin, realm, mock_entra)
     stale = broker_token_v2(KC_BASE, realm, "entra", user)
     assert stale.status_code == 200, stale.text
     stale = stale.json()

@@ -7,10 +7,13 @@ from __future__ import annotations
 import pytest
 
 from support.keycloak import broker_token_v2
+from support.ordering import RUNS_LAST_PHASE2
 
 from .conftest import KC_BASE, PHASE2_FEATURES, MockEntra, ensure_features
 from .test_broker_token import login
 from .test_events_metrics import TYPES, _all_token_values, _assert_no_tokens, _enable_retrieve_events, _events
+
+pytestmark = pytest.mark.runs_last(order=RUNS_LAST_PHASE2)  # restarts Keycloak with PHASE2_FEATURES (V1 off): support/ordering.py
 
 
 @pytest.fixture(scope="module", autouse=True)

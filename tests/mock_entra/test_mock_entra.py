@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from mock_common.jwts import b64url, b64url_decode, claims, verify_with_jwks
 from mock_entra.server import (API_CLIENT_ID, API_CLIENT_SECRET, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
                                GRAPH_APP_ID, HOME_TENANT_ID, start_server)
 
@@ -29,36 +30,10 @@ SCOPE = "openid profile email offline_access User.Read"
 # helpers
 # ---------------------------------------------------------------------------------------------
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64d(s: str) -> bytes:
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-
-
-def claims(jwt: str) -> dict:
-    return json.loads(b64d(jwt.split(".")[1]))
-
-
-def verify_with_jwks(jwt: str, jwks: dict) -> dict:
-    """Verifies an RS256 JWT against a JWKS document; returns the claims."""
-    h, p, s = jwt.split(".")
-    header = json.loads(b64d(h))
-    assert header["alg"] == "RS256"
-    key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
-    pub = rsa.RSAPublicNumbers(int.from_bytes(b64d(key["e"]), "big"), int.from_bytes(b64d(key["n"]), "big")).public_key()
-    pub.verify(b64d(s), f"{h}.{p}".encode(), padding.PKCS1v15(), hashes.SHA256())   # raises if bad
-    return json.loads(b64d(p))
-
-
 @pytest.fixture(scope="module")
 def mock():
-    server = start_server(host="127.0.0.1", port=0)
-    try:
+    with start_server(host="127.0.0.1", port=0) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -512,7 +487,7 @@ def test_key_rotation_publishes_new_key_and_keeps_old_one(mock):
     jwks = requests.get(f"{mock.base_url}/{TENANT}/discovery/v2.0/keys", timeout=5).json()
     verify_with_jwks(old, jwks)
     verify_with_jwks(new, jwks)
-    assert json.loads(b64d(new.split(".")[0]))["kid"] == out["signing_kid"]
+    assert json.loads(b64url_decode(new.split(".")[0]))["kid"] == out["signing_kid"]
 
 
 def test_slow_answer_the_client_gave_up_on_does_not_spend_a_strict_refresh_token(mock):
@@ -666,8 +641,8 @@ def test_obo_assertion_meant_for_graph_fails_signature_validation_50013(mock):
     graph_token = refresh(mock, rt, scope="https://graph.microsoft.com/User.Read").json()["access_token"]
     body = assert_entra_error(_obo(mock, graph_token), 400, "invalid_grant", 50013)
     assert body["error_description"].startswith("AADSTS50013: Assertion failed signature validation. [Reason - ")
-    x5t = json.loads(b64d(graph_token.split(".")[0]))["x5t"]
-    assert f"Thumbprint of key used by client: '{b64d(x5t).hex().upper()}'" in body["error_description"]
+    x5t = json.loads(b64url_decode(graph_token.split(".")[0]))["x5t"]
+    assert f"Thumbprint of key used by client: '{b64url_decode(x5t).hex().upper()}'" in body["error_description"]
     # not a token of this authority at all
     assert_entra_error(_obo(mock, graph_token[:-8] + "AAAAAAAA"), 400, "invalid_grant", 50013)
 
@@ -704,19 +679,35 @@ def _wait_for(pred, timeout=5.0):
     return False
 
 
-def test_hold_fault_keeps_the_request_unprocessed_until_released(mock):
-    config(mock, refresh_mode="strict")
-    rt = login(mock)["refresh_token"]
-    config(mock, fault="hold", fault_count=1)
+def _refresh_while_held(mock, rt: str, why: str):
+    """refresh(mock, rt) on a thread while a hold fault is on: asserts it is held (held_now 1,
+    still unanswered after 0.3 s; `why` says why it must be), then releases it. Returns (the
+    release's response, the refresh's response)."""
     out = {}
     t = threading.Thread(target=lambda: out.update(r=refresh(mock, rt)))
     t.start()
     assert _wait_for(lambda: stats(mock)["held_now"] == 1)
     time.sleep(0.3)
-    assert t.is_alive(), "a held request must not be answered before the release"
-    assert requests.post(f"{mock.base_url}/_mock/release", timeout=5).json() == {"released": 1}
+    assert t.is_alive(), why
+    released = requests.post(f"{mock.base_url}/_mock/release", timeout=5)
     t.join(5)
-    assert out["r"].status_code == 200 and out["r"].json()["refresh_token"] != rt
+    return released, out["r"]
+
+
+def _refresh_hanging_up_after_half_a_second(mock, rt: str) -> None:
+    with pytest.raises(requests.exceptions.Timeout):
+        requests.post(token_url(mock), timeout=0.5, data={
+            "grant_type": "refresh_token", "refresh_token": rt, "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET})
+
+
+def test_hold_fault_keeps_the_request_unprocessed_until_released(mock):
+    config(mock, refresh_mode="strict")
+    rt = login(mock)["refresh_token"]
+    config(mock, fault="hold", fault_count=1)
+    released, r = _refresh_while_held(mock, rt, "a held request must not be answered before the release")
+    assert released.json() == {"released": 1}
+    assert r.status_code == 200 and r.json()["refresh_token"] != rt
     s = stats(mock)
     assert (s["held_now"], s["held_total"]) == (0, 1)
     assert refresh(mock, rt).status_code == 400, "released normally, so the strict one-time token was spent"
@@ -726,10 +717,7 @@ def test_hold_fault_does_not_spend_the_refresh_token_of_a_client_that_hung_up(mo
     config(mock, refresh_mode="strict")
     rt = login(mock)["refresh_token"]
     config(mock, fault="hold", fault_count=1)
-    with pytest.raises(requests.exceptions.Timeout):
-        requests.post(token_url(mock), timeout=0.5, data={
-            "grant_type": "refresh_token", "refresh_token": rt, "client_id": DEFAULT_CLIENT_ID,
-            "client_secret": DEFAULT_CLIENT_SECRET})
+    _refresh_hanging_up_after_half_a_second(mock, rt)
     assert stats(mock)["held_now"] == 1
     requests.post(f"{mock.base_url}/_mock/release", timeout=5).raise_for_status()
     assert _wait_for(lambda: stats(mock)["held_now"] == 0)
@@ -742,10 +730,7 @@ def test_hold_answer_fault_spends_the_refresh_token_and_withholds_the_answer(moc
     config(mock, refresh_mode="strict")
     rt = login(mock)["refresh_token"]
     config(mock, fault="hold_answer", fault_count=1)
-    with pytest.raises(requests.exceptions.Timeout):
-        requests.post(token_url(mock), timeout=0.5, data={
-            "grant_type": "refresh_token", "refresh_token": rt, "client_id": DEFAULT_CLIENT_ID,
-            "client_secret": DEFAULT_CLIENT_SECRET})
+    _refresh_hanging_up_after_half_a_second(mock, rt)
     assert _wait_for(lambda: stats(mock)["held_now"] == 1)
     assert requests.post(f"{mock.base_url}/_mock/release", timeout=5).json() == {"released": 1}
     assert _wait_for(lambda: stats(mock)["held_now"] == 0)
@@ -757,12 +742,6 @@ def test_hold_answer_fault_spends_the_refresh_token_and_withholds_the_answer(moc
 def test_hold_answer_fault_answers_a_waiting_client_after_the_release(mock):
     rt = login(mock)["refresh_token"]
     config(mock, fault="hold_answer", fault_count=1)
-    out = {}
-    t = threading.Thread(target=lambda: out.update(r=refresh(mock, rt)))
-    t.start()
-    assert _wait_for(lambda: stats(mock)["held_now"] == 1)
-    time.sleep(0.3)
-    assert t.is_alive(), "the answer must be held until the release"
-    requests.post(f"{mock.base_url}/_mock/release", timeout=5).raise_for_status()
-    t.join(5)
-    assert out["r"].status_code == 200 and out["r"].json()["access_token"]
+    released, r = _refresh_while_held(mock, rt, "the answer must be held until the release")
+    released.raise_for_status()
+    assert r.status_code == 200 and r.json()["access_token"]

@@ -20,7 +20,6 @@ Entra ID's control API ({entra}/_mock/users). Only the standard library plus `cr
 from __future__ import annotations
 
 import argparse
-import base64
 import copy
 import json
 import os
@@ -34,11 +33,16 @@ import urllib.parse
 import urllib.request
 import uuid
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+if __package__ in (None, ""):  # run as a script (python3 tests/mock_graph/server.py): make mock_common importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mock_common.jwts import b64url_decode, rsa_public_key, verify_rs256  # noqa: E402
+from mock_common.serving import (MockHandler, RunningServer, log_line, make_httpd,  # noqa: E402
+                                 refuse_non_loopback, serve_until_interrupted)
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_URI = "https://graph.microsoft.com"
@@ -67,10 +71,6 @@ MSG_FORBIDDEN = "Insufficient privileges to complete the operation."
 MSG_ME_APP_ONLY = "/me request is only valid with delegated authentication flow."
 
 DEFAULT_CLOCK_SKEW_S = 30
-
-
-def b64url_decode(s: str) -> bytes:
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
 class GraphError(Exception):
@@ -157,8 +157,7 @@ class GraphState:
         keys = {}
         for k in doc.get("keys", []):
             if k.get("kty") == "RSA" and k.get("kid") and k.get("use", "sig") == "sig":
-                keys[k["kid"]] = rsa.RSAPublicNumbers(int.from_bytes(b64url_decode(k["e"]), "big"),
-                                                      int.from_bytes(b64url_decode(k["n"]), "big")).public_key()
+                keys[k["kid"]] = rsa_public_key(k)
         return keys
 
     def signing_key(self, tid: str, kid: str) -> rsa.RSAPublicKey | None:
@@ -208,7 +207,7 @@ class GraphState:
         if key is None:
             raise _unauthorized(MSG_VALIDATION, "unknown_kid")
         try:
-            key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+            verify_rs256(key, signature, f"{parts[0]}.{parts[1]}")
         except (InvalidSignature, UnicodeEncodeError):
             raise _unauthorized(MSG_VALIDATION, "bad_signature")
         # The order of Microsoft.IdentityModel: signature, lifetime, audience, issuer.
@@ -232,8 +231,7 @@ class GraphState:
 # ---------------------------------------------------------------------------------------------
 
 def log(text: str):
-    sys.stderr.write(f"{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}Z mock-graph {text}\n")
-    sys.stderr.flush()
+    log_line("mock-graph", text)
 
 
 ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -246,21 +244,9 @@ def graph_user(u: dict) -> dict:
             "id": u.get("oid")}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(MockHandler):
+    """self.st is the GraphState."""
     server_version = "MockGraph/1.0"
-    sys_version = ""
-
-    @property
-    def st(self) -> GraphState:
-        return self.server.graph_state  # type: ignore[attr-defined]
-
-    @property
-    def base(self) -> str:
-        return self.server.base_url  # type: ignore[attr-defined]
-
-    def log_message(self, fmt, *args):
-        pass
 
     def _send(self, status: int, body: dict, content_type: str = "application/json", headers: dict | None = None):
         data = json.dumps(body).encode()
@@ -308,15 +294,6 @@ class Handler(BaseHTTPRequestHandler):
         self.st.count(path, outcome, status)
         log(f"{method} {path} outcome={outcome} status={status} ms={int((time.time() - started) * 1000)}")
         self._send(status, payload, content_type, headers)
-
-    def do_GET(self):
-        self._route("GET")
-
-    def do_POST(self):
-        self._route("POST")
-
-    def do_HEAD(self):
-        self._route("GET")
 
     def do_PATCH(self):
         self._route("PATCH")
@@ -390,60 +367,15 @@ class Handler(BaseHTTPRequestHandler):
 # Server lifecycle
 # ---------------------------------------------------------------------------------------------
 
-class GraphHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-    tls_context: ssl.SSLContext | None = None
+class MockGraphServer(RunningServer):
+    """A running mock Graph: .base_url, .state (the GraphState), .stop()."""
 
-    def get_request(self):
-        sock, addr = self.socket.accept()
-        if self.tls_context is not None:
-            sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, addr
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class MockGraphServer:
-    """A running mock Graph: .base_url, .state, .stop()."""
-
-    def __init__(self, httpd: GraphHTTPServer, thread: threading.Thread | None):
-        self.httpd, self.thread = httpd, thread
-        self.host, self.port = httpd.server_address[0], httpd.server_address[1]
-        self.base_url: str = httpd.base_url  # type: ignore[attr-defined]
-        self.state: GraphState = httpd.graph_state  # type: ignore[attr-defined]
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+    state: GraphState
 
 
 def _make_httpd(entra_base_url: str, host: str, port: int, entra_ca: str | None, tls_cert: str | None,
-                tls_key: str | None, clock_skew_s: int) -> GraphHTTPServer:
-    if bool(tls_cert) != bool(tls_key):
-        raise ValueError("tls_cert and tls_key go together")
-    httpd = GraphHTTPServer((host, port), Handler)
-    if tls_cert:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(tls_cert, tls_key)
-        httpd.tls_context = ctx
-    h, p = httpd.server_address[0], httpd.server_address[1]
-    shown = f"[{h}]" if ":" in h else h
-    httpd.base_url = f"{'https' if tls_cert else 'http'}://{shown}:{p}"  # type: ignore[attr-defined]
-    httpd.graph_state = GraphState(entra_base_url, entra_ca, clock_skew_s)  # type: ignore[attr-defined]
-    return httpd
+                tls_key: str | None, clock_skew_s: int):
+    return make_httpd(host, port, Handler, GraphState(entra_base_url, entra_ca, clock_skew_s), tls_cert, tls_key)
 
 
 def start_graph(entra_base_url: str, host: str = "127.0.0.1", port: int = 0, *, entra_ca: str | None = None,
@@ -454,10 +386,8 @@ def start_graph(entra_base_url: str, host: str = "127.0.0.1", port: int = 0, *, 
     entra_base_url: the mock Entra ID's base_url exactly (it is also the issuer prefix).
     entra_ca: CA file to trust when the mock Entra ID serves HTTPS. tls_cert/tls_key: serve HTTPS.
     """
-    httpd = _make_httpd(entra_base_url, host, port, entra_ca, tls_cert, tls_key, clock_skew_s)
-    t = threading.Thread(target=httpd.serve_forever, name="mock-graph", daemon=True)
-    t.start()
-    return MockGraphServer(httpd, t)
+    return MockGraphServer(_make_httpd(entra_base_url, host, port, entra_ca, tls_cert, tls_key, clock_skew_s),
+                           "mock-graph")
 
 
 def main(argv=None) -> int:
@@ -472,19 +402,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         ap.error("--tls-cert and --tls-key go together")
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("MOCK_ENTRA_ALLOW_NON_LOOPBACK"):
-        print(f"refusing to bind {args.host}: loopback only (set MOCK_ENTRA_ALLOW_NON_LOOPBACK=1 to override)",
-              file=sys.stderr)
+    if refuse_non_loopback(args.host):
         return 2
     httpd = _make_httpd(args.entra, args.host, args.port, args.entra_ca, args.tls_cert, args.tls_key, args.clock_skew)
     print(f"mock-graph ready on {httpd.base_url} entra={args.entra}", flush=True)  # type: ignore[attr-defined]
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
-    return 0
+    return serve_until_interrupted(httpd)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Tests of the mock Microsoft Graph, against the mock Entra ID (both in-process, loopback, free ports)."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from mock_common.jwts import b64url, b64url_decode, claims
 from mock_entra.server import (API_CLIENT_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_USERS,
                                HOME_TENANT_ID, start_server)
 from mock_graph.server import start_graph
@@ -26,34 +26,16 @@ BOB = DEFAULT_USERS["bob@contoso.onmicrosoft.com"]
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64d(s: str) -> bytes:
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-
-
-def claims(jwt: str) -> dict:
-    return json.loads(b64d(jwt.split(".")[1]))
-
-
 @pytest.fixture(scope="module")
 def entra():
-    server = start_server(host="127.0.0.1", port=0)
-    try:
+    with start_server(host="127.0.0.1", port=0) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def graph(entra):
-    server = start_graph(entra.base_url)
-    try:
+    with start_graph(entra.base_url) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -229,10 +211,10 @@ def test_missing_malformed_and_tampered_tokens(entra, graph):
     r = get(graph, "/v1.0/me", "not-a-jwt")
     assert r.status_code == 401 and r.json()["error"]["message"].startswith("IDX14100: JWT is not well formed")
     h, p, s = delegated(entra).split(".")
-    forged = dict(json.loads(b64d(p)), oid=BOB["oid"])
+    forged = dict(json.loads(b64url_decode(p)), oid=BOB["oid"])
     assert_graph_error(get(graph, "/v1.0/me", f"{h}.{b64url(json.dumps(forged).encode())}.{s}"), 401,
                        "InvalidAuthenticationToken", "Access token validation failure.")
-    hdr = dict(json.loads(b64d(h)), alg="none")
+    hdr = dict(json.loads(b64url_decode(h)), alg="none")
     assert_graph_error(get(graph, "/v1.0/me", f"{b64url(json.dumps(hdr).encode())}.{p}."), 401,
                        "InvalidAuthenticationToken", "Access token validation failure.")
     out = graph_stats(graph)["by_path"]["/v1.0/me"]
@@ -259,7 +241,7 @@ def test_jwks_is_cached_and_refetched_on_an_unknown_kid(entra, graph):
     new = delegated(entra)
     assert get(graph, "/v1.0/me", new).status_code == 200          # unknown kid: refetch, then valid
     s = graph_stats(graph)
-    assert s["jwks_fetches"] == 2 and s["cached_kids"][TENANT] == [json.loads(b64d(new.split(".")[0]))["kid"]]
+    assert s["jwks_fetches"] == 2 and s["cached_kids"][TENANT] == [json.loads(b64url_decode(new.split(".")[0]))["kid"]]
     # a token signed by a key no longer published
     assert_graph_error(get(graph, "/v1.0/me", old), 401, "InvalidAuthenticationToken",
                        "Access token validation failure.")

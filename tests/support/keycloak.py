@@ -190,3 +190,29 @@ def broker_token_v1(kc_base: str, realm: str, alias: str, login: Login) -> reque
 def broker_token_v2(kc_base: str, realm: str, alias: str, login: Login) -> requests.Response:
     return requests.post(f"{kc_base}/realms/{realm}/broker/{alias}/token",
                          data={"token": login.access_token}, auth=(login.client_id, login.client_secret), timeout=60)
+
+
+# --- Keycloak as the upstream IdP (a realm of the same server brokered by another realm) ---------
+
+def create_upstream_realm(admin: KeycloakAdmin, up: str, down: str, front: str, lifespan: int) -> None:
+    """Realm `up` as the IdP: 'Revoke refresh token' with max reuse 0, access tokens of `lifespan`
+    seconds, refresh/login events; the client `downstream-kc` for realm `down`'s broker at
+    `front`; the user carol (password carol-pw)."""
+    admin.create_realm(up, revokeRefreshToken=True, refreshTokenMaxReuse=0, accessTokenLifespan=lifespan,
+                       eventsEnabled=True, enabledEventTypes=["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR", "LOGIN", "CODE_TO_TOKEN"])
+    admin.create_client(up, "downstream-kc", "broker-secret", f"{front}/realms/{down}/broker/kcidp/endpoint")
+    admin.request("POST", f"/{up}/users", json={
+        "username": "carol", "enabled": True, "email": "carol@example.org", "emailVerified": True,
+        "firstName": "Carol", "lastName": "Upstream",
+        "credentials": [{"type": "password", "value": "carol-pw", "temporary": False}]})
+
+
+def create_kcidp(admin: KeycloakAdmin, down: str, up: str, front: str) -> None:
+    """In realm `down`, the IdP `kcidp` of our fresh-oidc type for realm `up` at `front`."""
+    base = f"{front}/realms/{up}/protocol/openid-connect"
+    r = admin.create_idp(down, "kcidp", "fresh-oidc", {
+        "authorizationUrl": f"{base}/auth", "tokenUrl": f"{base}/token", "jwksUrl": f"{base}/certs",
+        "issuer": f"{front}/realms/{up}", "validateSignature": "true", "useJwksUrl": "true",
+        "clientId": "downstream-kc", "clientSecret": "broker-secret", "clientAuthMethod": "client_secret_post",
+        "defaultScope": "openid profile email", "minValidityToken": "1", "syncMode": "IMPORT"})
+    assert r.status_code == 201, r.text

@@ -8,9 +8,13 @@ import urllib.parse
 import pytest
 import requests
 
+from support.ordering import RUNS_LAST_PHASE2
+
 from .conftest import (APP_CLIENT, APP_SECRET, KC_BASE, MOCK_CLIENT_ID, MOCK_CLIENT_SECRET, PHASE2_FEATURES, TENANT,
                        MockEntra, ensure_features)
 from .test_broker_token import claims, login
+
+pytestmark = pytest.mark.runs_last(order=RUNS_LAST_PHASE2)  # restarts Keycloak with PHASE2_FEATURES (V1 off): support/ordering.py
 
 
 @pytest.fixture(scope="module", autouse=True)

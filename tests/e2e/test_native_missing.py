@@ -1,12 +1,17 @@
 """Without the native library Keycloak still starts, reports the problem, and every token
-call answers the documented `native_unavailable` error. Runs last: it restarts Keycloak."""
+call answers the documented `native_unavailable` error. Runs last (runs_last marker, support/ordering.py): it restarts Keycloak."""
 from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from support.keycloak import KeycloakAdmin, broker_token_v1, browser_login
+from support.ordering import RUNS_LAST_RESTART_NO_DATA
 
 from .conftest import (APP_CLIENT, APP_SECRET, KC_BASE, REDIRECT_URI, entra_idp_config, kc, kc_log_path)
+
+pytestmark = pytest.mark.runs_last(order=RUNS_LAST_RESTART_NO_DATA)  # restarts Keycloak without the .so and without its data: support/ordering.py
 
 
 def test_without_native_library_keycloak_starts_and_token_calls_answer_native_unavailable(keycloak, mock_entra):

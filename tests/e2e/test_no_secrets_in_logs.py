@@ -1,9 +1,15 @@
-"""No token value ever reaches Keycloak's log or stored events. Runs after the other suites
+"""No token value ever reaches Keycloak's log or stored events. Runs after the other suites (runs_last marker, support/ordering.py)
 (our log category is at DEBUG for the whole run, see keycloak-dist/keycloak.sh) and scans for
 every token and code the mock Entra ID issued during the run."""
 from __future__ import annotations
 
+import pytest
+
+from support.ordering import RUNS_LAST_LOG_SCAN
+
 from .conftest import kc_log_path
+
+pytestmark = pytest.mark.runs_last(order=RUNS_LAST_LOG_SCAN)  # scans what every other test left in the log and events: support/ordering.py
 
 
 def test_no_token_issued_by_the_mock_appears_in_keycloak_log_or_events(admin, mock_entra):
