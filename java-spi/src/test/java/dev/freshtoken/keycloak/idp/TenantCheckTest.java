@@ -13,7 +13,7 @@ import org.keycloak.models.IdentityProviderModel;
  * to multi-tenant IdPs only) that {@code verify} (login, token exchange; client assertions on 26.4) and
  * {@code verifySignature} (client assertions and the JWT authorization grant from 26.5) apply
  * to every token of a multi-tenant Entra IdP (issue 11 item 6). The token exchange path is
- * tested end to end in tests/e2e/test_w_token_exchange.py.
+ * tested end to end in tests/e2e/test_token_exchange.py.
  */
 class TenantCheckTest {
 
