@@ -59,7 +59,7 @@ test-cluster: package ## two-node cluster: cross-node single-flight and node/dat
 check-glibc: package ## the .so needs glibc <= 2.34 and no shared library beyond glibc/libgcc_s (UBI 9 Keycloak image)
 	bash tests/check-glibc.sh target/dist/libfresh_token_core.so
 
-test-compat: package ## same JAR + .so on Keycloak 26.4.7 and 26.5.6 (Java 17) and 26.7.3 on Java 25
+test-compat: package $(TEST_SO) ## same JAR + .so on Keycloak 26.4.7 and 26.5.6 (Java 17) and 26.7.3 on Java 25
 	bash tests/compat/run.sh
 
 bench: deps package ## benchmarks side by side with stock Keycloak (about 20 min); writes docs/bench/

@@ -54,7 +54,7 @@ trap 'rm -rf "$tmp"' EXIT
 cp -r "$root/java-spi/pom.xml" "$root/java-spi/src" "$tmp/"
 mvn_java25() {
   # Java 25 as Keycloak runs it (kc.sh grants native access): no restricted-method warning.
-  JAVA_HOME="$j25_home" mvn -B -f "$tmp/pom.xml" test -Dnative.dir="$root/target/release" \
+  JAVA_HOME="$j25_home" mvn -B -f "$tmp/pom.xml" test -Dnative.dir="$root/target/test-panic/release" \
     -Djni.extraArgLine=--enable-native-access=ALL-UNNAMED >"$tmp/mvn.log" 2>&1 || { cat "$tmp/mvn.log"; return 1; }
   grep -E "Tests run:.*Fail" "$tmp/mvn.log" | grep -v " in " || true
   grep -q "Java version: 25" <(JAVA_HOME="$j25_home" mvn -v) || { echo "mvn did not use Java 25" >&2; return 1; }
