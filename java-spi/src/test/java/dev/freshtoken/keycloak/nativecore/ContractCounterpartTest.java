@@ -22,11 +22,17 @@ class ContractCounterpartTest {
 
     /**
      * docs/CONTRACT.md of this checkout: next to java-spi, or (when the module is built from a copy,
-     * as tests/compat/run.sh does) two levels above the native library directory (target/release).
+     * as tests/compat/run.sh does) in the checkout that holds the native library directory
+     * (target/test-panic/release): the nearest ancestor of it with docs/CONTRACT.md.
      */
     private static Path contractDoc() {
-        String nativeDir = System.getProperty("freshtoken.test.native.dir", "../target/release");
-        for (Path p : new Path[] {Path.of("../docs/CONTRACT.md"), Path.of(nativeDir, "..", "..", "docs", "CONTRACT.md")}) {
+        Path beside = Path.of("../docs/CONTRACT.md");
+        if (Files.isRegularFile(beside)) {
+            return beside;
+        }
+        String nativeDir = System.getProperty("freshtoken.test.native.dir", "../target/test-panic/release");
+        for (Path d = Path.of(nativeDir).toAbsolutePath().normalize(); d != null; d = d.getParent()) {
+            Path p = d.resolve("docs").resolve("CONTRACT.md");
             if (Files.isRegularFile(p)) {
                 return p;
             }
