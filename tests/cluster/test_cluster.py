@@ -291,8 +291,9 @@ def test_node_killed_after_the_idp_answered_but_before_the_commit(cluster, admin
     """Node 2 holds the refresh lock and the database row lock; the IdP processes its refresh
     (a strict IdP spends the refresh token, both issue new ones) but holds the answer (mock
     fault `hold_answer`); node 2 is killed before it could store anything. The database releases
-    the row lock with the dead connection at once; node 1 takes over when the cluster lock
-    expires and refreshes with the stored (old) refresh token:
+    the row lock with the dead connection at once; node 1 takes over (at once when the gate entry
+    died with node 2, which Infinispan does for keys node 2 owned, else when it expires,
+    LOCK_TTL_S = 45 s) and refreshes with the stored (old) refresh token:
     - an Entra-like IdP (old refresh tokens stay valid): nothing is lost, 200;
     - a strict one-time IdP: the rotation was lost with the node; the user gets reauth_required."""
     cluster.ensure_up()
@@ -315,18 +316,24 @@ def test_node_killed_after_the_idp_answered_but_before_the_commit(cluster, admin
         assert mock.release() == 1
     for mock, _, _ in cases.values():
         _wait(lambda m=mock: m.refresh_outcomes() == {"ok": 1}, 10, "the IdP to record node 2's processed refresh")
-    results = {}
+    def timed_call(c):
+        r = token_call(cluster, 1, c[1], c[2], "own", 120)
+        return r, time.time()
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(token_call, cluster, 1, c[1], c[2], "own", 120) for name, c in cases.items()}
-        results = {name: f.result() for name, f in futures.items()}
-    took = time.time() - locked_at
-    print(f"\nnode killed before the commit: node 1 answered {took:.1f} s after the IdP processed node 2's refresh: "
-          f"entra-like -> {results['entra'].status_code}, strict -> {results['strict'].status_code} "
-          f"{results['strict'].json().get('error')}")
+        futures = {name: pool.submit(timed_call, c) for name, c in cases.items()}
+        timed = {name: f.result() for name, f in futures.items()}
+    results = {name: r for name, (r, _) in timed.items()}
+    took = {name: at - locked_at for name, (_, at) in timed.items()}
+    print(f"\nnode killed before the commit: node 1 answered {took['entra']:.1f} s / {took['strict']:.1f} s after the IdP "
+          f"processed node 2's refresh: entra-like -> {results['entra'].status_code}, strict -> "
+          f"{results['strict'].status_code} {results['strict'].json().get('error')}")
     assert results["entra"].status_code == 200, results["entra"].text
-    assert claims(results["entra"].json()["access_token"])["exp"] > time.time()
+    # valid when it was served (the mock's tokens live 4 s; the other case may answer 45 s later)
+    assert claims(results["entra"].json()["access_token"])["exp"] > timed["entra"][1]
     assert entra.refreshes() == before["entra"] + 2 and entra.stats()["reuse_detected"] == 0
     assert results["strict"].status_code == 400 and results["strict"].json()["error"] == "reauth_required", results["strict"].text
     assert strict.refreshes() == before["strict"] + 2
     assert strict.stats()["reuse_detected"] == 1, "the strict IdP saw the spent refresh token once"
-    assert 30 <= took <= 75, f"node 1 took over after {took:.1f} s (cluster lock lifetime 45 s)"
+    # at once (the gate entry died with node 2) or when the gate expired; never after the wait limit
+    assert all(t <= 75 for t in took.values()), f"node 1 took over after {took} s (cluster lock lifetime 45 s)"
