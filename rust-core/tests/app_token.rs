@@ -14,7 +14,7 @@ const GRAPH: &str = "https://graph.microsoft.com/.default";
 const SECRET: &str = "APP-SECRET-sample-0001";
 
 fn request(server: &MockServer, now: i64, secret: &str, client: &str) -> String {
-    json!({"v":1,"op":"app_token","now":now,"policy":{"min_validity_s":60},"scope":GRAPH,
+    json!({"v":2,"op":"app_token","now":now,"policy":{"min_validity_s":60},"scope":GRAPH,
         "idp":{"token_url":format!("{}/token", server.uri()),"client_id":client,"client_secret":secret,
                "connect_timeout_ms":1000,"timeout_ms":3000,"max_attempts":2,"deadline_ms":8000}})
     .to_string()

@@ -136,9 +136,9 @@ async fn refresh_and_app_token_send_a_client_assertion_instead_of_a_secret() {
     let server =
         endpoint(ResponseTemplate::new(200).set_body_json(json!({"access_token":"AT","expires_in":3600})), None).await;
     let stored = json!({"access_token":"old","refresh_token":"rt","accessTokenExpiration": NOW - 1}).to_string();
-    let a = call(json!({"v":1,"op":"retrieve","now":NOW,"stored":stored,"idp":idp(&server, json!({}))})).await;
+    let a = call(json!({"v":2,"op":"retrieve","now":NOW,"stored":stored,"idp":idp(&server, json!({}))})).await;
     assert_eq!(a["ok"]["action"], "refreshed", "{a}");
-    let b = call(json!({"v":1,"op":"app_token","now":NOW,"scope":"https://graph.microsoft.com/.default","idp":idp(&server, json!({}))})).await;
+    let b = call(json!({"v":2,"op":"app_token","now":NOW,"scope":"https://graph.microsoft.com/.default","idp":idp(&server, json!({}))})).await;
     assert_eq!(b["ok"]["action"], "refreshed", "{b}");
     let reqs = server.received_requests().await.unwrap();
     assert_eq!(reqs.len(), 2);
@@ -165,7 +165,7 @@ async fn obo_authenticates_the_middle_tier_with_its_own_certificate() {
     let obo = json!({"client_id":"mid","client_auth":"private_key_jwt","assertion":{"key_pem":KEY1,"cert_pem":CERT},
         "assertion_scope":"api://mid/.default","scope":"https://graph.microsoft.com/.default"});
     let a =
-        call(json!({"v":1,"op":"retrieve","now":NOW,"stored":stored,"idp":idp(&server, json!({})),"obo":obo})).await;
+        call(json!({"v":2,"op":"retrieve","now":NOW,"stored":stored,"idp":idp(&server, json!({})),"obo":obo})).await;
     assert_eq!(a["ok"]["response"]["access_token"], "OBO", "{a}");
     let reqs = server.received_requests().await.unwrap();
     assert_assertion_pairs(&form(&reqs[0].body), "mid", &format!("{}/token", server.uri()));
@@ -183,7 +183,7 @@ async fn unusable_key_or_certificate_or_missing_assertion_is_idp_misconfigured_w
     ] {
         for op in ["retrieve", "app_token"] {
             let a =
-                call(json!({"v":1,"op":op,"now":NOW,"stored":stored,"scope":"s","idp":idp(&server, extra.clone())}))
+                call(json!({"v":2,"op":op,"now":NOW,"stored":stored,"scope":"s","idp":idp(&server, extra.clone())}))
                     .await;
             assert_eq!(a["err"]["code"], "idp_misconfigured", "{extra} {a}");
             assert!(!a.to_string().contains("KEY-SAMPLE") && !a.to_string().contains("PRIVATE"), "{a}");

@@ -220,7 +220,7 @@ async fn slow_answer_past_timeout_is_retry_later() {
 async fn connection_refused_is_retry_later() {
     // Bind and drop a listener to get a port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(),
+    let req = json!({"v": 2, "op": "retrieve", "now": NOW, "stored": stored_expired(),
         "idp": {"token_url": format!("http://127.0.0.1:{port}/token"), "client_id": "c", "max_attempts": 2, "deadline_ms": 3000}})
     .to_string();
     let a = call(req).await;
@@ -287,7 +287,7 @@ fn endless_chunked_server() -> (String, std::thread::JoinHandle<usize>) {
 #[test]
 fn body_without_length_is_cut_at_the_cap_without_reading_to_the_end() {
     let (url, server) = endless_chunked_server();
-    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(),
+    let req = json!({"v": 2, "op": "retrieve", "now": NOW, "stored": stored_expired(),
         "idp": {"token_url": url, "client_id": "c", "max_body_bytes": 10000, "max_attempts": 1, "timeout_ms": 10000}})
     .to_string();
     let a: Value = serde_json::from_str(&fresh_token_core::call(&req)).unwrap();
@@ -301,7 +301,7 @@ async fn tls_failure_is_idp_misconfigured_without_retry() {
     // https to a plain-HTTP server: the TLS handshake fails.
     let server = MockServer::start().await;
     let https = server.uri().replacen("http://", "https://", 1);
-    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(),
+    let req = json!({"v": 2, "op": "retrieve", "now": NOW, "stored": stored_expired(),
         "idp": {"token_url": format!("{https}/token"), "client_id": "c", "max_attempts": 3}})
     .to_string();
     let a = call(req).await;

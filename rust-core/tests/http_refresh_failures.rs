@@ -111,7 +111,7 @@ async fn entra_refresh_answered_5xx_is_retried_with_the_same_refresh_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn generic_oidc_refresh_not_sent_is_retried() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(), "policy": {},
+    let req = json!({"v": 2, "op": "retrieve", "now": NOW, "stored": stored_expired(), "policy": {},
         "idp": {"token_url": format!("http://127.0.0.1:{port}/token"), "client_id": "c", "max_attempts": 3,
                 "deadline_ms": 5000, "kind": "oidc"}})
     .to_string();
@@ -153,7 +153,7 @@ fn generic_oidc_refresh_closed_after_send_is_sent_once() {
         }
         accepted
     });
-    let req = json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(), "policy": {},
+    let req = json!({"v": 2, "op": "retrieve", "now": NOW, "stored": stored_expired(), "policy": {},
         "idp": {"token_url": format!("http://{addr}/token"), "client_id": "c", "max_attempts": 3,
                 "deadline_ms": 1500, "kind": "oidc"}})
     .to_string();

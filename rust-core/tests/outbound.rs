@@ -24,7 +24,7 @@ fn request(token_url: &str, idp_extra: Value) -> String {
         idp[k] = v.clone();
     }
     let stored = json!({"access_token":"AT-OLD","refresh_token":"RT-OLD","accessTokenExpiration": NOW - 5});
-    json!({"v":1,"op":"retrieve","now":NOW,"stored":stored.to_string(),"idp":idp}).to_string()
+    json!({"v":2,"op":"retrieve","now":NOW,"stored":stored.to_string(),"idp":idp}).to_string()
 }
 
 fn call(req: &str) -> Value {

@@ -25,7 +25,7 @@ fn idp(server: &MockServer) -> Value {
 }
 
 fn request(server: &MockServer, stored: &Value, extra: Value) -> String {
-    let mut r = json!({"v":1,"op":"retrieve","now":NOW,"stored":stored.to_string(),
+    let mut r = json!({"v":2,"op":"retrieve","now":NOW,"stored":stored.to_string(),
         "policy":{"min_validity_s":60},"idp":idp(server)});
     for (k, v) in extra.as_object().unwrap() {
         r[k] = v.clone();

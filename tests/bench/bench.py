@@ -41,6 +41,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.keycloak import KeycloakAdmin, _authorize  # noqa: E402
+import flame  # noqa: E402
 
 KC_VERSION = os.environ.get("KC_VERSION", "26.7.3")
 KC_PORT = int(os.environ.get("BENCH_KC_PORT", "28080"))
@@ -361,6 +362,21 @@ def phase_fresh(tokens: list[str], rounds: int, seconds: int, threads: int, conn
             "ratios_throughput": thr, "ratios_p50": p50, "ratios_p99": p99}
 
 
+# The provider's steps on the fresh path, by the frame each runs in (inclusive: callees counted).
+PROVIDER_STEPS = {
+    "whole provider call": "dev.freshtoken.keycloak.idp.FreshTokenIdentityProvider.retrieveToken",
+    "native call (JNI + core)": "dev.freshtoken.keycloak.nativecore.NativeCore.",
+    "request build": "dev.freshtoken.keycloak.nativecore.CoreRequest.",
+    "answer parse": "dev.freshtoken.keycloak.nativecore.CoreAnswer.parse",
+    "answer to app body": "dev.freshtoken.keycloak.refresh.CoreMapping.respond",
+    "telemetry (events, metrics)": "dev.freshtoken.keycloak.telemetry.",
+    "config and access": "dev.freshtoken.keycloak.idp.FreshTokenConfig",
+    "access rules": "dev.freshtoken.keycloak.refresh.Access.",
+    "provider creation (factory)": "dev.freshtoken.keycloak.idp.EntraOidcIdentityProviderFactory.create",
+    "storage keys / user lookup": "dev.freshtoken.keycloak.storage.",
+}
+
+
 def jfr_profile(kc: "Keycloak", alias: str, tokens: list[str], threads: int, conns: int, seconds: int) -> dict:
     """One extra fresh-path round under Java Flight Recorder (JDK built-in profiler): which
     share of the sampled stacks run in our provider, and where (top frames)."""
@@ -374,6 +390,14 @@ def jfr_profile(kc: "Keycloak", alias: str, tokens: list[str], threads: int, con
     raw = subprocess.run(["jfr", "print", "--json", "--events", "jdk.ExecutionSample,jdk.NativeMethodSample", str(jfr_file)],
                          check=True, capture_output=True, text=True, timeout=300).stdout
     events = json.loads(raw)["recording"]["events"]
+    # Flame graph and collapsed stacks of the request threads (kept in the report directory).
+    stacks = flame.collapse(events)
+    out_dir = Path(os.environ.get("BENCH_FLAME_DIR", str(WORK)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    flame.write_collapsed(stacks, out_dir / f"flame-fresh-{alias}.collapsed")
+    (out_dir / f"flame-fresh-{alias}.svg").write_text(
+        flame.svg(stacks, f"fresh path, IdP '{alias}': CPU samples of Keycloak's request threads (JFR)"))
+    steps = flame.inclusive(stacks, list(PROVIDER_STEPS.values()))
     total, ours, ours_top, top, ours_caller = 0, 0, {}, {}, {}
     for ev in events:
         frames = ((ev.get("values") or {}).get("stackTrace") or {}).get("frames") or []
@@ -394,6 +418,7 @@ def jfr_profile(kc: "Keycloak", alias: str, tokens: list[str], threads: int, con
     best = lambda d: sorted(d.items(), key=lambda kv: -kv[1])[:12]  # noqa: E731
     return {"alias": alias, "rps": r["rps"], "request_samples": total, "samples_in_provider": ours,
             "share_in_provider": ours / total if total else 0.0, "top_frames": best(top),
+            "steps": {name: steps[prefix] for name, prefix in PROVIDER_STEPS.items()},
             "top_frames_in_provider": best(ours_top), "innermost_provider_frames": best(ours_caller)}
 
 

@@ -143,11 +143,16 @@ def main() -> int:
     g.append(("3 storm: ours 1 upstream call, 0 failures at every N, both IdP modes",
               ", ".join(f"{r['mode']} N={r['n']}: {r['upstream_refreshes']}/{r['failed']}" for r in ours_storm),
               verdict(st_ok), "upstream/failed"))
+    if "serveFresh" in jmh:
+        j = jmh["serveFresh"]
+        g.append(("4 native fresh-path decision on bytes (`Core.serveFresh`) < 3 us (p50)",
+                  f"p50 {j['p50']:.2f} us, mean {j['mean']:.2f} ± {j['err']:.2f} us (99.9% CI)", verdict(j["p50"] < 3),
+                  "the envelope call `jniCheckFresh` below, for comparison"))
     if "jniCheckFresh" in jmh:
         j = jmh["jniCheckFresh"]
-        g.append(("4 JNI call of the fresh-path decision < 10 us (p50)",
+        g.append(("4 (before contract 2) JNI envelope call `check` < 10 us (p50)",
                   f"p50 {j['p50']:.2f} us, mean {j['mean']:.2f} ± {j['err']:.2f} us (99.9% CI)", verdict(j["p50"] < 10),
-                  "perf profile below"))
+                  "now only when serveFresh declines; perf profile below"))
     mem = ext["memory"]
     if noext:
         d = (mem["vm_rss_kb"] - noext["memory"]["vm_rss_kb"]) / 1024
@@ -278,7 +283,9 @@ def main() -> int:
         w("")
         w("`jniCheckFresh`: the JNI call (strings in and out, the core's parse of request and stored token, the "
           "decision, the answer JSON). `fullDecisionWithJackson`: plus building the request and parsing the answer "
-          "with Jackson, as the provider does. `jniVersionBaseline`: the smallest JNI round trip.\n")
+          "with Jackson, as the provider did before contract 2. `serveFresh`: the provider's fresh path now (stored "
+          "bytes and the row's binding in, the app's body bytes out, no envelope). `jniVersionBaseline`: the smallest "
+          "JNI round trip.\n")
     if perf:
         w("perf profile of `jniCheckFresh` (self time by shared object, then by symbol; `[JIT]` = Java):\n")
         w("```\n" + perf.strip() + "\n```\n")

@@ -9,12 +9,13 @@
 //!
 //! May use: `flows`, `upstream`, `pure`, `wire`. Used by: `jni_bridge` (and tests).
 
+use crate::flows::fresh::{FastPolicy, Fresh, serve_fresh};
 use crate::flows::{app, inspect, obo, own_token, resource, storage};
 use crate::pure::stored::StoredToken;
 use crate::upstream::http;
-use crate::wire::{Answer, CONTRACT_VERSION, ErrorCode, Op, Request, err_answer, version_json};
+use crate::wire::{Answer, Binding, CONTRACT_VERSION, ErrorCode, Op, Request, err_answer, version_json};
 
-/// `{"version":"…","contract":1}`.
+/// `{"version":"…","contract":2}`.
 pub fn version() -> String {
     version_json()
 }
@@ -34,6 +35,27 @@ pub fn call(request_json: &str) -> String {
             let description = format!("The request {what} (line {}, column {}).", e.line(), e.column());
             err_answer(ErrorCode::InternalError, description, None, None, vec![]).to_json()
         }
+    }
+}
+
+/// The fresh-path op `serve_fresh` (docs/CONTRACT.md): the stored value's bytes in; the app's
+/// token response when `check` of the IdP's own token would serve it, else `None` (ask `check`).
+/// `row`: the binding's realm, user, alias and subject (None: no binding). `flags`: bit 0
+/// include the refresh token, bit 1 include the id token. Bytes that are not UTF-8 are `None`
+/// too: `check` answers them.
+pub fn serve_fresh_bytes(
+    stored: &[u8],
+    row: Option<[String; 4]>,
+    now: i64,
+    min_validity_s: i64,
+    flags: i32,
+) -> Option<String> {
+    let stored = std::str::from_utf8(stored).ok()?;
+    let binding = row.map(|[realm, user, alias, subject]| Binding { alias, subject, realm, user });
+    let policy = FastPolicy { min_validity_s, include_refresh_token: flags & 1 != 0, include_id_token: flags & 2 != 0 };
+    match serve_fresh(stored, binding.as_ref(), now, policy) {
+        Fresh::Body(b) => Some(b),
+        Fresh::Long => None,
     }
 }
 

@@ -19,7 +19,7 @@ fn request_error_description_never_quotes_input_values() {
 
 #[test]
 fn unknown_op_is_internal_error() {
-    let a: Value = serde_json::from_str(&call(r#"{"v":1,"op":"steal","now":1,"stored":"x"}"#)).unwrap();
+    let a: Value = serde_json::from_str(&call(r#"{"v":2,"op":"steal","now":1,"stored":"x"}"#)).unwrap();
     assert_eq!(a["err"]["code"], "internal_error");
 }
 
@@ -36,7 +36,7 @@ proptest! {
         stored in ".*", now in any::<i64>(), min in proptest::option::of(any::<i64>()),
         life in proptest::option::of(any::<i64>()), rt in any::<bool>(), id in any::<bool>())
     {
-        let req = serde_json::json!({"v":1,"op":"check","now":now,"stored":stored,
+        let req = serde_json::json!({"v":2,"op":"check","now":now,"stored":stored,
             "policy":{"min_validity_s":min,"default_lifetime_s":life,"include_refresh_token":rt,"include_id_token":id}});
         let v: Value = serde_json::from_str(&call(&req.to_string())).unwrap();
         prop_assert!(v.get("ok").is_some() || v.get("err").is_some());
@@ -48,7 +48,7 @@ proptest! {
     {
         let mut st = serde_json::json!({"access_token":"at","accessTokenExpiration":exp,"expires_in":ei});
         if has_rt { st["refresh_token"] = "rt".into(); }
-        let req = serde_json::json!({"v":1,"op":"check","now":now,"stored":st.to_string()});
+        let req = serde_json::json!({"v":2,"op":"check","now":now,"stored":st.to_string()});
         let v: Value = serde_json::from_str(&call(&req.to_string())).unwrap();
         prop_assert!(v.get("ok").is_some() || v.get("err").is_some());
     }
@@ -57,11 +57,11 @@ proptest! {
 #[test]
 fn other_contract_version_is_internal_error_for_every_op() {
     for op in ["check", "retrieve", "inspect", "app_token", "keyring", "seal", "unseal", "trust"] {
-        let req = serde_json::json!({"v": 2, "op": op, "now": 1, "stored": "{\"access_token\":\"a\"}"});
+        let req = serde_json::json!({"v": 3, "op": op, "now": 1, "stored": "{\"access_token\":\"a\"}"});
         let a: Value = serde_json::from_str(&call(&req.to_string())).unwrap();
         assert_eq!(a["err"]["code"], "internal_error", "{op}");
         assert_eq!(
-            a["err"]["error_description"], "Unsupported contract version 2; this core speaks 1.",
+            a["err"]["error_description"], "Unsupported contract version 3; this core speaks 2.",
             "{op}: the version is checked once, before any op runs"
         );
     }
@@ -70,7 +70,7 @@ fn other_contract_version_is_internal_error_for_every_op() {
 #[test]
 fn storage_ops_are_not_token_retrievals() {
     for op in ["keyring", "seal", "unseal", "trust"] {
-        let req: Request = serde_json::from_value(serde_json::json!({"v": 1, "op": op, "now": 1})).unwrap();
+        let req: Request = serde_json::from_value(serde_json::json!({"v": 2, "op": op, "now": 1})).unwrap();
         let a: Value = serde_json::from_str(&handle(&req).to_json()).unwrap();
         assert_eq!(a["err"]["error_description"], "Storage ops are not token retrievals.", "{op}");
     }

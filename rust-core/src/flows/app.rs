@@ -375,8 +375,8 @@ mod tests {
     #[test]
     fn app_token_without_scope_or_idp_is_internal_error() {
         for req in [
-            r#"{"v":1,"op":"app_token","now":1,"scope":"s"}"#,
-            r#"{"v":1,"op":"app_token","now":1,"idp":{"token_url":"http://127.0.0.1:9/t","client_id":"c"}}"#,
+            r#"{"v":2,"op":"app_token","now":1,"scope":"s"}"#,
+            r#"{"v":2,"op":"app_token","now":1,"idp":{"token_url":"http://127.0.0.1:9/t","client_id":"c"}}"#,
         ] {
             let a: Value = serde_json::from_str(&crate::call(req)).unwrap();
             assert_eq!(a["err"]["code"], "internal_error", "{a}");
@@ -401,7 +401,7 @@ mod tests {
         #[test]
         fn app_token_never_panics_on_odd_requests(scope in ".{0,12}", auth in ".{0,20}", now in any::<i64>(), min in any::<i64>()) {
             // Port 9 (discard) on loopback: refused at once; one attempt, short deadline.
-            let req = serde_json::json!({"v":1,"op":"app_token","now":now,"policy":{"min_validity_s":min},"scope":scope,
+            let req = serde_json::json!({"v":2,"op":"app_token","now":now,"policy":{"min_validity_s":min},"scope":scope,
                 "idp":{"token_url":"ftp://127.0.0.1:9/t","client_id":"c","client_auth":auth,"max_attempts":1,"deadline_ms":200}});
             let out: Value = serde_json::from_str(&crate::call(&req.to_string())).unwrap();
             prop_assert!(out.get("ok").is_some() || out.get("err").is_some());

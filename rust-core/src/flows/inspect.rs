@@ -50,7 +50,7 @@ mod tests {
     const NOW: i64 = 1_764_100_000;
 
     fn inspect(stored: &str) -> Value {
-        let req = json!({"v": 1, "op": "inspect", "now": NOW, "stored": stored});
+        let req = json!({"v": 2, "op": "inspect", "now": NOW, "stored": stored});
         serde_json::from_str(&crate::call(&req.to_string())).unwrap()
     }
 

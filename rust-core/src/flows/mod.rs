@@ -13,6 +13,7 @@
 //! per-resource token). No cycle (`tests/layers.rs`).
 
 pub mod app;
+pub mod fresh;
 pub mod inspect;
 pub mod obo;
 pub mod own_token;

@@ -167,7 +167,7 @@ mod tests {
     const NOW: i64 = 1_764_100_000;
 
     fn request(stored: &str, op: &str, idp: Option<Value>) -> Request {
-        let mut v = json!({"v":1,"op":op,"now":NOW,"stored":stored,"policy":{"min_validity_s":60}});
+        let mut v = json!({"v":2,"op":op,"now":NOW,"stored":stored,"policy":{"min_validity_s":60}});
         if let Some(i) = idp {
             v["idp"] = i;
         }

@@ -205,7 +205,7 @@ mod tests {
 
     fn check(stored: Value, resource: Value) -> Value {
         let req: Request = serde_json::from_value(
-            json!({"v":1,"op":"check","now":NOW,"stored":stored.to_string(),"resource":resource}),
+            json!({"v":2,"op":"check","now":NOW,"stored":stored.to_string(),"resource":resource}),
         )
         .unwrap();
         serde_json::from_str(&crate::dispatch::handle(&req).to_json()).unwrap()
@@ -245,7 +245,7 @@ mod tests {
         let st = json!({"access_token":"top","accessTokenExpiration": NOW + 5000,
             RESOURCES_KEY: {"s": {"access_token":"r"}}, OBO_KEY: {"c s": {"access_token":"o"}}});
         let req: Request =
-            serde_json::from_value(json!({"v":1,"op":"check","now":NOW,"stored":st.to_string()})).unwrap();
+            serde_json::from_value(json!({"v":2,"op":"check","now":NOW,"stored":st.to_string()})).unwrap();
         let a: Value = serde_json::from_str(&crate::dispatch::handle(&req).to_json()).unwrap();
         let r = &a["ok"]["response"];
         assert_eq!(r["access_token"], "top");
@@ -258,7 +258,7 @@ mod tests {
             let garbage: Value = serde_json::from_str(&map).unwrap_or(Value::String(map.clone()));
             for m in [garbage, json!({key.clone(): {"access_token": "a", "accessTokenExpiration": exp}}), json!({key.clone(): 5})] {
                 let st = json!({"access_token":"t","refresh_token":"rt", RESOURCES_KEY: m, OBO_KEY: map.clone()});
-                let req = json!({"v":1,"op":"check","now":now,"stored":st.to_string(),"resource":{"scope":key.clone()},
+                let req = json!({"v":2,"op":"check","now":now,"stored":st.to_string(),"resource":{"scope":key.clone()},
                     "obo":null});
                 let out: Value = serde_json::from_str(&crate::call(&req.to_string())).unwrap();
                 prop_assert!(out.get("ok").is_some() || out.get("err").is_some());
@@ -272,7 +272,7 @@ mod tests {
             for m in [garbage, json!({key.clone(): {"access_token": "a", "accessTokenExpiration": exp}})] {
                 let st = json!({"access_token":"t", OBO_KEY: m.clone(), RESOURCES_KEY: m});
                 for op in ["check", "retrieve"] {
-                    let req = json!({"v":1,"op":op,"now":now,"stored":st.to_string(),
+                    let req = json!({"v":2,"op":op,"now":now,"stored":st.to_string(),
                         "obo":{"client_id":cid.clone(),"assertion_scope":scope.clone(),"scope":scope.clone(),"mode":mode.clone()}});
                     let out: Value = serde_json::from_str(&crate::call(&req.to_string())).unwrap();
                     prop_assert!(out.get("ok").is_some() || out.get("err").is_some());

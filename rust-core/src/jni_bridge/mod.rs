@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
 use jni::errors::ErrorPolicy;
-use jni::objects::{JClass, JString};
+use jni::objects::{JByteArray, JClass, JString};
 use jni::refs::Reference as _;
 use jni::{Env, EnvUnowned};
 
@@ -93,6 +93,29 @@ pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_call<'
     unowned.with_env(|env| call(env, &request)).resolve::<ThrowWithoutPayload>()
 }
 
+/// `static native byte[] serveFresh(byte[] stored, long now, int minValidity, int flags,
+/// String realm, String user, String alias, String subject)`: the fresh-path op of
+/// docs/CONTRACT.md. `flags`: bit 0 include the refresh token, bit 1 include the id token.
+/// `alias` null: no binding. Returns the app's token response (UTF-8), or null: ask `check`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_dev_freshtoken_keycloak_nativecore_NativeCore_serveFresh<'l>(
+    mut unowned: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    stored: JByteArray<'l>,
+    now: jni::sys::jlong,
+    min_validity: jni::sys::jint,
+    flags: jni::sys::jint,
+    realm: JString<'l>,
+    user: JString<'l>,
+    alias: JString<'l>,
+    subject: JString<'l>,
+) -> JByteArray<'l> {
+    unowned
+        .with_env(|env| serve_fresh(env, &stored, now, min_validity, flags, [&realm, &user, &alias, &subject]))
+        .resolve::<ThrowWithoutPayload>()
+}
+
 /// `static native String panicForTest()`: test builds only (cargo feature `test-panic`).
 #[cfg(feature = "test-panic")]
 #[unsafe(no_mangle)]
@@ -116,6 +139,35 @@ fn call<'l>(env: &mut Env<'l>, request: &JString<'_>) -> jni::errors::Result<JSt
         crate::dispatch::call(&request.try_to_string(env)?)
     };
     JString::from_str(env, answer)
+}
+
+/// A Java string, `""` for null.
+fn text(env: &mut Env<'_>, s: &JString<'_>) -> jni::errors::Result<String> {
+    if s.is_null() { Ok(String::new()) } else { s.try_to_string(env) }
+}
+
+fn serve_fresh<'l>(
+    env: &mut Env<'l>,
+    stored: &JByteArray<'_>,
+    now: i64,
+    min_validity: i32,
+    flags: i32,
+    [realm, user, alias, subject]: [&JString<'_>; 4],
+) -> jni::errors::Result<JByteArray<'l>> {
+    install_panic_hook();
+    if stored.is_null() {
+        return Ok(JByteArray::default());
+    }
+    let bytes = env.convert_byte_array(stored)?;
+    let row = if alias.is_null() {
+        None
+    } else {
+        Some([text(env, realm)?, text(env, user)?, text(env, alias)?, text(env, subject)?])
+    };
+    match crate::dispatch::serve_fresh_bytes(&bytes, row, now, i64::from(min_validity), flags) {
+        Some(body) => env.byte_array_from_slice(body.as_bytes()),
+        None => Ok(JByteArray::default()),
+    }
 }
 
 #[cfg(feature = "test-panic")]

@@ -12,6 +12,7 @@
 pub mod classify;
 pub mod entries;
 pub mod form;
+pub mod fresh_view;
 pub mod freshness;
 pub mod json;
 pub mod jwt;

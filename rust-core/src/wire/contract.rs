@@ -8,12 +8,12 @@ use serde::Deserialize;
 use super::secret::{SecretValue, TokenValue};
 
 /// Version of the JSON contract; Java's `NativeCore.CONTRACT_VERSION` must match.
-pub const CONTRACT_VERSION: u32 = 1;
+pub const CONTRACT_VERSION: u32 = 2;
 
 /// The crate version, reported by `version()` and compared by Java with its own.
 pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// `{"version":"0.1.0","contract":1}`.
+/// `{"version":"0.1.0","contract":2}`.
 pub fn version_json() -> String {
     serde_json::json!({ "version": CORE_VERSION, "contract": CONTRACT_VERSION }).to_string()
 }
@@ -294,12 +294,12 @@ mod tests {
     fn version_json_names_crate_version_and_contract_1() {
         let v: Value = serde_json::from_str(&version_json()).unwrap();
         assert_eq!(v["version"], CORE_VERSION);
-        assert_eq!(v["contract"], 1);
+        assert_eq!(v["contract"], 2);
     }
 
     #[test]
     fn debug_of_request_never_contains_stored_token_or_client_secret() {
-        let json = r#"{"v":1,"op":"retrieve","now":1764100000,
+        let json = r#"{"v":2,"op":"retrieve","now":1764100000,
             "stored":"{\"access_token\":\"AT-SAMPLE-abc123\",\"refresh_token\":\"RT-SAMPLE-def456\"}",
             "idp":{"token_url":"https://idp.example/token","client_id":"app","client_secret":"SECRET-SAMPLE-789"}}"#;
         let req: Request = serde_json::from_str(json).unwrap();
@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn missing_policy_and_idp_take_documented_defaults() {
-        let req: Request = serde_json::from_str(r#"{"v":1,"op":"check","now":1,"stored":"x"}"#).unwrap();
+        let req: Request = serde_json::from_str(r#"{"v":2,"op":"check","now":1,"stored":"x"}"#).unwrap();
         assert_eq!(req.policy.min_validity_s(), 60);
         assert!(!req.policy.include_refresh_token());
         assert!(req.policy.include_id_token());
@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn missing_or_null_optional_fields_are_none() {
         let req: Request = serde_json::from_str(
-            r#"{"v":1,"op":"retrieve","now":1,"idp":null,"resource":null,"obo":null,"scope":null,
+            r#"{"v":2,"op":"retrieve","now":1,"idp":null,"resource":null,"obo":null,"scope":null,
                 "binding":null,"keyring":null,"previous":null,"ca_pem":null}"#,
         )
         .unwrap();

@@ -39,7 +39,7 @@ pub fn request(server: &MockServer, idp_extra: Value) -> String {
             i.insert(k.clone(), v.clone());
         }
     }
-    json!({"v": 1, "op": "retrieve", "now": NOW, "stored": stored_expired(),
+    json!({"v": 2, "op": "retrieve", "now": NOW, "stored": stored_expired(),
            "policy": {"min_validity_s": 60, "include_refresh_token": false, "include_id_token": true, "default_lifetime_s": 300},
            "idp": idp})
     .to_string()

@@ -47,7 +47,7 @@ fn build_state_reports_problems_without_key_material() {
 }
 
 fn request(op: &str, stored: &str, extra: Value) -> Request {
-    let mut v = json!({"v":1,"op":op,"now":1_764_100_000i64,"stored":stored,"binding":{"alias":"entra","subject":"oid-1","realm":"realm-1","user":"user-1"}});
+    let mut v = json!({"v":2,"op":op,"now":1_764_100_000i64,"stored":stored,"binding":{"alias":"entra","subject":"oid-1","realm":"realm-1","user":"user-1"}});
     if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
         for (k, x) in e {
             o.insert(k.clone(), x.clone());
@@ -138,7 +138,7 @@ fn around_seals_the_store_of_an_err_answer_too() {
 #[test]
 fn around_while_encrypting_needs_a_binding() {
     let s = ring(vec![key("k1", 7)]);
-    let mut req: Request = serde_json::from_value(json!({"v":1,"op":"check","now":1,"stored":PLAIN})).unwrap();
+    let mut req: Request = serde_json::from_value(json!({"v":2,"op":"check","now":1,"stored":PLAIN})).unwrap();
     let a = around(&s, &mut req, |_| panic!("must not run"));
     assert!(matches!(a, Answer::Err(ref e) if e.code == ErrorCode::InternalError));
 }
@@ -220,7 +220,7 @@ fn a_value_moved_to_another_realm_or_keycloak_user_is_refused_as_binding_mismatc
         assert!(!e.0.contains("PLAIN"), "{}", e.0);
     }
     // Through `around` (a retrieve): the documented code, status 500, nothing to write.
-    let mut req: Request = serde_json::from_value(json!({"v":1,"op":"retrieve","now":1,"stored":v,
+    let mut req: Request = serde_json::from_value(json!({"v":2,"op":"retrieve","now":1,"stored":v,
         "binding":{"alias":"entra","subject":"oid-1","realm":"realm-a","user":"user-2"}}))
     .unwrap();
     let a = around(&s, &mut req, |_| panic!("the op must not run"));

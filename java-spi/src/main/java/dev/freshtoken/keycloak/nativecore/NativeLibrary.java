@@ -96,6 +96,16 @@ public final class NativeLibrary {
         return NativeCore.call(requestJson);
     }
 
+    /** {@link NativeCore#serveFresh}; throws {@link NativeUnavailableException} when the core is not loaded. */
+    public static byte[] serveFresh(byte[] stored, long now, int minValidity, int flags, String realm, String user,
+                                    String alias, String subject) {
+        Status s = ensureLoaded();
+        if (s.state() != State.LOADED) {
+            throw new NativeUnavailableException(s.problem());
+        }
+        return NativeCore.serveFresh(stored, now, minValidity, flags, realm, user, alias, subject);
+    }
+
     /** Only for tests of the JNI boundary. */
     public static String panicForTest() {
         Status s = ensureLoaded();

@@ -39,15 +39,43 @@ final class CoreMapping {
     private final FreshTokenConfig config;
     /** The native call ({@link Core#call}); a fake in unit tests. */
     private final Function<CoreRequest, CoreAnswer> core;
+    /** The fresh-path call ({@link Core#serveFresh}); in unit tests a fake or none. */
+    private final FastCore fast;
 
-    CoreMapping(KeycloakSession session, FreshTokenConfig config) {
-        this(session, config, Core::call);
+    /** {@link Core#serveFresh}'s shape: the app's body, or null (ask {@code check}). */
+    interface FastCore {
+        byte[] serveFresh(String stored, long now, int minValidity, boolean includeRefreshToken, boolean includeIdToken,
+                          CoreRequest.Binding binding);
     }
 
+    CoreMapping(KeycloakSession session, FreshTokenConfig config) {
+        this(session, config, Core::call, Core::serveFresh);
+    }
+
+    /** Unit tests of the envelope path: every question goes through {@code core}. */
     CoreMapping(KeycloakSession session, FreshTokenConfig config, Function<CoreRequest, CoreAnswer> core) {
+        this(session, config, core, (stored, now, min, rt, id, binding) -> null);
+    }
+
+    CoreMapping(KeycloakSession session, FreshTokenConfig config, Function<CoreRequest, CoreAnswer> core, FastCore fast) {
         this.session = session;
         this.config = config;
         this.core = core;
+        this.fast = fast;
+    }
+
+    /**
+     * The fresh path: the app's token response when the IdP's own stored token is served as it
+     * is (one native call on bytes, no envelope), else null and the caller asks {@link #check}.
+     * Resource and on-behalf-of questions always go the long way.
+     */
+    byte[] serveFresh(Ask ask, String stored) {
+        if (ask.resourceScope() != null || ask.oboScope() != null) {
+            return null;
+        }
+        boolean v1 = ask.endpoint() == TokenService.Endpoint.V1;
+        return fast.serveFresh(stored, Time.currentTime(), config.minValiditySeconds(), v1 && config.includeRefreshToken(), v1,
+                ask.binding());
     }
 
     /** {@code check} with the IdP's min validity. */

@@ -54,14 +54,31 @@ public final class TokenService {
      * for errors, our error code; {@code answer}: the core answer it came from (telemetry),
      * {@code askedIdp}: whether this call went to the IdP. {@link #response()} is the JAX-RS form.
      */
-    public record Outcome(int status, String body, Long retryAfter, String errorCode, CoreAnswer answer, boolean askedIdp) {
+    public record Outcome(int status, String body, Long retryAfter, String errorCode, CoreAnswer answer, boolean askedIdp,
+                          byte[] bodyBytes) {
+
+        public Outcome(int status, String body, Long retryAfter, String errorCode, CoreAnswer answer, boolean askedIdp) {
+            this(status, body, retryAfter, errorCode, answer, askedIdp, null);
+        }
+
+        /** The stored token served as it is: the core's body bytes, written as they are. */
+        static Outcome served(byte[] body) {
+            return new Outcome(200, null, null, null, null, false, body);
+        }
+
+        /** The body as text (the fresh path's bytes decoded; tests and diagnostics). */
+        @Override
+        public String body() {
+            return body != null || bodyBytes == null ? body : new String(bodyBytes, StandardCharsets.UTF_8);
+        }
 
         public boolean isError() {
             return errorCode != null;
         }
 
         public Response response() {
-            Response.ResponseBuilder b = Response.status(status).entity(body).type(MediaType.APPLICATION_JSON_TYPE);
+            Object entity = bodyBytes != null ? bodyBytes : body;
+            Response.ResponseBuilder b = Response.status(status).entity(entity).type(MediaType.APPLICATION_JSON_TYPE);
             if (retryAfter != null) {
                 b.header("Retry-After", Long.toString(retryAfter));
             }
@@ -69,11 +86,11 @@ public final class TokenService {
         }
 
         Outcome withAnswer(CoreAnswer a) {
-            return new Outcome(status, body, retryAfter, errorCode, a, askedIdp);
+            return new Outcome(status, body, retryAfter, errorCode, a, askedIdp, bodyBytes);
         }
 
         Outcome asked() {
-            return new Outcome(status, body, retryAfter, errorCode, answer, true);
+            return new Outcome(status, body, retryAfter, errorCode, answer, true, bodyBytes);
         }
 
         @Override
@@ -201,7 +218,12 @@ public final class TokenService {
         if (refused != null) {
             return CoreMapping.refused(refused);
         }
-        // The fresh path needs nothing but the row Keycloak already read: no user lookup, no lock.
+        // The fresh path needs nothing but the row Keycloak already read: no user lookup, no lock,
+        // one native call on bytes whose answer is the body as it is written.
+        byte[] served = mapping.serveFresh(ask, stored);
+        if (served != null) {
+            return Outcome.served(served);
+        }
         CoreAnswer first = mapping.check(ask, stored);
         if (first.isError() || !"refresh".equals(first.action())) {
             return mapping.respond(first);

@@ -55,7 +55,7 @@ class NativeBoundaryTest {
         long now = 1_800_000_000L;
         String stored = "{\"access_token\":\"at-secret-value\",\"token_type\":\"Bearer\",\"expires_in\":3599,"
                 + "\"refresh_token\":\"rt-secret-value\",\"accessTokenExpiration\":" + (now + 1000) + "}";
-        String req = MAPPER.createObjectNode().put("v", 1).put("op", "retrieve").put("now", now).put("stored", stored)
+        String req = MAPPER.createObjectNode().put("v", NativeCore.CONTRACT_VERSION).put("op", "retrieve").put("now", now).put("stored", stored)
                 .set("policy", MAPPER.createObjectNode().put("min_validity_s", 60)).toString();
         JsonNode ok = MAPPER.readTree(NativeLibrary.call(req)).path("ok");
         assertEquals("serve", ok.path("action").asText());
@@ -69,10 +69,31 @@ class NativeBoundaryTest {
     void anExpiredTokenWithoutRefreshTokenIsReauthRequired() throws Exception {
         long now = 1_800_000_000L;
         String stored = "{\"access_token\":\"at\",\"token_type\":\"Bearer\",\"accessTokenExpiration\":" + (now - 5) + "}";
-        String req = MAPPER.createObjectNode().put("v", 1).put("op", "retrieve").put("now", now).put("stored", stored)
+        String req = MAPPER.createObjectNode().put("v", NativeCore.CONTRACT_VERSION).put("op", "retrieve").put("now", now).put("stored", stored)
                 .set("policy", MAPPER.createObjectNode().put("min_validity_s", 60)).toString();
         JsonNode err = MAPPER.readTree(NativeLibrary.call(req)).path("err");
         assertEquals("reauth_required", err.path("code").asText());
         assertEquals(400, err.path("status").asInt());
+    }
+
+    @Test
+    void serveFreshAnswersTheBodyBytesOfAFreshTokenAndNullForEverythingElse() throws Exception {
+        long now = 1_800_000_000L;
+        String fresh = "{\"access_token\":\"at-secret-value\",\"token_type\":\"Bearer\",\"expires_in\":3599,"
+                + "\"refresh_token\":\"rt-secret-value\",\"id_token\":\"id-value\",\"accessTokenExpiration\":" + (now + 1000) + "}";
+        byte[] body = NativeLibrary.serveFresh(fresh.getBytes(java.nio.charset.StandardCharsets.UTF_8), now, 60, 2,
+                "realm-id", "user-id", "entra", "oid-1");
+        JsonNode r = MAPPER.readTree(body);
+        assertEquals("at-secret-value", r.path("access_token").asText());
+        assertEquals(1000, r.path("expires_in").asInt());
+        assertFalse(r.has("refresh_token"));
+        assertEquals("id-value", r.path("id_token").asText());
+        assertFalse(MAPPER.readTree(NativeLibrary.serveFresh(fresh.getBytes(java.nio.charset.StandardCharsets.UTF_8), now, 60, 0,
+                null, null, null, null)).has("id_token"), "flags bit 1 off: no id token");
+        String due = fresh.replace(Long.toString(now + 1000), Long.toString(now + 30));
+        assertEquals(null, NativeLibrary.serveFresh(due.getBytes(java.nio.charset.StandardCharsets.UTF_8), now, 60, 0,
+                null, null, null, null), "a refresh is due: ask check");
+        assertEquals(null, NativeLibrary.serveFresh(new byte[] {(byte) 0xff, '{'}, now, 60, 0, null, null, null, null));
+        assertEquals(null, NativeLibrary.serveFresh(null, now, 60, 0, null, null, null, null));
     }
 }

@@ -232,4 +232,48 @@ class RefreshDecisionsTest {
         assertEquals("reauth_required", o.errorCode());
         assertTrue(core.requests.isEmpty());
     }
+
+    // ---- the fresh path (serveFresh: one native call on bytes, no envelope) --------------------
+
+    private TokenService.Outcome retrieveFast(CoreMapping.FastCore fast, TokenService.Endpoint endpoint, String scope) {
+        FreshTokenConfig config = Fakes.config(Map.of("resourceScopes", "https://graph.microsoft.com/User.Read"));
+        KeycloakSession session = Fakes.session(store, null);
+        TokenService service = new TokenService(session, config, new CoreMapping(session, config, core, fast), rows);
+        return service.retrieve(new FederatedIdentityModel(Fakes.ALIAS, "oid-1", "alice", Fakes.STORED), null, endpoint, scope);
+    }
+
+    @Test
+    void a_fresh_token_is_served_from_the_fast_call_as_its_bytes_without_an_envelope_or_a_lock() throws Exception {
+        byte[] bytes = "{\"access_token\":\"AT-SAMPLE-fast\",\"expires_in\":900}".getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        java.util.List<String> seen = new java.util.ArrayList<>();
+        TokenService.Outcome o = retrieveFast((stored, now, min, rt, id, binding) -> {
+            seen.add(stored + "|" + rt + "|" + id + "|" + binding.alias() + "|" + binding.subject());
+            return bytes;
+        }, TokenService.Endpoint.V1, null);
+        assertEquals(200, o.status());
+        assertTrue(o.bodyBytes() == bytes, "the core's bytes are written as they are");
+        assertEquals("AT-SAMPLE-fast", body(o).path("access_token").asText());
+        assertEquals(java.util.List.of(Fakes.STORED + "|false|true|" + Fakes.ALIAS + "|oid-1"), seen);
+        assertEquals(java.util.List.of(), core.ops(), "no envelope op");
+        assertTrue(store.lockAttempts.isEmpty(), "no lock on the fresh path");
+    }
+
+    @Test
+    void when_the_fast_call_declines_the_envelope_check_decides() throws Exception {
+        core.answer(SERVE);
+        TokenService.Outcome o = retrieveFast((stored, now, min, rt, id, binding) -> null, TokenService.Endpoint.V2, null);
+        assertEquals(200, o.status());
+        assertEquals("AT-SAMPLE-1", body(o).path("access_token").asText());
+        assertEquals(java.util.List.of("check"), core.ops());
+    }
+
+    @Test
+    void a_resource_token_never_takes_the_fast_call() throws Exception {
+        core.answer(SERVE);
+        TokenService.Outcome o = retrieveFast((stored, now, min, rt, id, binding) -> {
+            throw new AssertionError("the fast call is for the IdP's own token only");
+        }, TokenService.Endpoint.V1, "https://graph.microsoft.com/User.Read");
+        assertEquals(200, o.status());
+        assertEquals(java.util.List.of("check"), core.ops());
+    }
 }

@@ -17,6 +17,7 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
+import dev.freshtoken.keycloak.nativecore.NativeCore;
 import dev.freshtoken.keycloak.nativecore.NativeLibrary;
 
 /** Encryption at rest through the real library: key file loading, seal/unseal, and a check op on a sealed row. */
@@ -68,7 +69,7 @@ class StorageBoundaryTest {
     @Test
     void aCheckOnASealedRowServesThePlainToken() throws Exception {
         String sealed = Storage.seal("realm-1", "user-1", "entra", "oid-1", PLAIN, null).value();
-        ObjectNode req = MAPPER.createObjectNode().put("v", 1).put("op", "check").put("now", 1_800_000_000L).put("stored", sealed);
+        ObjectNode req = MAPPER.createObjectNode().put("v", NativeCore.CONTRACT_VERSION).put("op", "check").put("now", 1_800_000_000L).put("stored", sealed);
         req.set("binding", row("realm-1", "user-1", "entra", "oid-1"));
         JsonNode ok = MAPPER.readTree(NativeLibrary.call(req.toString())).path("ok");
         assertEquals("serve", ok.path("action").asText());
@@ -86,7 +87,7 @@ class StorageBoundaryTest {
     }
 
     private static JsonNode call(String op, String stored, ObjectNode binding) throws Exception {
-        ObjectNode req = MAPPER.createObjectNode().put("v", 1).put("op", op).put("now", 1_800_000_000L).put("stored", stored);
+        ObjectNode req = MAPPER.createObjectNode().put("v", NativeCore.CONTRACT_VERSION).put("op", op).put("now", 1_800_000_000L).put("stored", stored);
         req.set("binding", binding);
         return MAPPER.readTree(NativeLibrary.call(req.toString()));
     }
@@ -112,7 +113,7 @@ class StorageBoundaryTest {
         assertFalse(refused.path("err").has("store"));
         // The bulk encrypt (seal) still converts it: that is the migration.
         assertEquals("encrypted", call("seal", PLAIN, b).path("ok").path("action").asText());
-        ObjectNode ring = MAPPER.createObjectNode().put("v", 1).put("op", "keyring").put("now", 0);
+        ObjectNode ring = MAPPER.createObjectNode().put("v", NativeCore.CONTRACT_VERSION).put("op", "keyring").put("now", 0);
         ring.putObject("keyring").put("key_file", dir.resolve("keys").toString()).put("mode", "encrypt").put("allow_plaintext", true);
         assertTrue(MAPPER.readTree(NativeLibrary.call(ring.toString())).has("ok"));
         try {

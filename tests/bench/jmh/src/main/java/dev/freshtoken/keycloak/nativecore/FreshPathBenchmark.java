@@ -33,6 +33,9 @@ import org.openjdk.jmh.annotations.Warmup;
  *       core's parsing of the request and stored token, the decision and the answer JSON.</li>
  *   <li>{@code fullDecisionWithJackson}: what the provider does per fresh call around it:
  *       build the request with Jackson, call, parse the answer.</li>
+ *   <li>{@code serveFresh}: the provider's fresh path since contract 2: {@code Core.serveFresh}, the
+ *       stored token as UTF-8 bytes plus the row's binding in, the app's body bytes out
+ *       (no envelope, no Jackson on either side).</li>
  *   <li>{@code jniVersionBaseline}: the smallest JNI round trip ({@code version()}).</li>
  * </ul>
  * Run by tests/bench/jmh.sh with {@code -Dfreshtoken.library.path=<abs .so>}.
@@ -64,6 +67,10 @@ public class FreshPathBenchmark {
         if (!answer.contains("\"serve\"")) {
             throw new IllegalStateException("the core did not answer serve: " + answer.substring(0, Math.min(200, answer.length())));
         }
+        byte[] served = Core.serveFresh(stored, now, 60, false, true, BINDING);
+        if (served == null) {
+            throw new IllegalStateException("serveFresh did not serve the fresh stored token");
+        }
         System.out.println("stored token bytes: " + stored.getBytes(StandardCharsets.UTF_8).length
                 + ", request bytes: " + request.getBytes(StandardCharsets.UTF_8).length
                 + ", answer bytes: " + answer.getBytes(StandardCharsets.UTF_8).length);
@@ -82,6 +89,14 @@ public class FreshPathBenchmark {
     }
 
     @Benchmark
+    public byte[] serveFresh() {
+        return Core.serveFresh(stored, now, 60, false, true, BINDING);
+    }
+
+    private static final CoreRequest.Binding BINDING = new CoreRequest.Binding("0b5c9a64-7d3e-4f59-9a43-2a6f1e1c0d01",
+            "7f1c2b3a-0000-4000-8000-000000000001", "entra", "0a11ce00-0000-4000-8000-00000000a11c");
+
+    @Benchmark
     public String jniVersionBaseline() {
         return NativeCore.version();
     }
@@ -89,7 +104,7 @@ public class FreshPathBenchmark {
     /** The same request TokenService builds for op=check on the V1 endpoint. */
     static String buildRequest(long now, String stored) {
         ObjectNode req = MAPPER.createObjectNode();
-        req.put("v", 1);
+        req.put("v", NativeCore.CONTRACT_VERSION);
         req.put("op", "check");
         req.put("now", now);
         req.put("stored", stored);
