@@ -69,9 +69,7 @@ pub fn serve_with(state: &KeyState, stored: &str, binding: Option<&Binding>, now
 
 fn serve_plain(plain: &str, now: i64, policy: FastPolicy) -> Fresh {
     let Some(m) = Members::parse(plain) else { return Fresh::Long };
-    if !m.has_access_token() {
-        return Fresh::Long; // long expired, or no token at all: `check` says which
-    }
+    // Without an access token the expiry is 0 (long expired): refresh or reauth, `check` says which.
     let expiry = m.expiry();
     match decide(expiry, m.has_refresh_token(), now, policy.min_validity_s.max(0)) {
         Decision::Serve => Fresh::Body(m.app_body(expiry, now, policy.include_refresh_token, policy.include_id_token)),

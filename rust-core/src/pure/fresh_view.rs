@@ -91,18 +91,15 @@ impl<'a> Members<'a> {
     /// As `StoredToken::expiry`: `accessTokenExpiration` when > 0, else the access token's
     /// JWT `exp`, else unknown; without an access token, `Some(0)`.
     pub fn expiry(&self) -> Option<i64> {
-        let at = self.non_empty("access_token")?;
+        let Some(at) = self.non_empty("access_token") else {
+            return Some(0);
+        };
         let stated = self
             .get(ACCESS_TOKEN_EXPIRATION)
             .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
             .and_then(|v| number_or_string(&v))
             .filter(|e| *e > 0);
         stated.or_else(|| super::jwt::exp(&at))
-    }
-
-    /// Whether the row has an access token at all (else `expiry` means "long expired").
-    pub fn has_access_token(&self) -> bool {
-        self.non_empty("access_token").is_some()
     }
 
     /// The app's token response (as `merge::app_response` of the same row): the stored members
@@ -229,7 +226,7 @@ mod tests {
         same(json!({"access_token":"a\"b\\c\u{1}","token_type":"\u{20}","refresh_token":"\t","x":[1,{"y":null}],
             "accessTokenExpiration": NOW + 100}));
         let m = Members::parse(r#"{"access_token":"\u0020","refresh_token":"\u0041"}"#).unwrap();
-        assert!(!m.has_access_token() && m.has_refresh_token());
+        assert!(m.expiry() == Some(0) && m.has_refresh_token(), "a blank access token counts as none: long expired");
     }
 
     #[test]
